@@ -1,0 +1,104 @@
+"""Padding folded into a layout copy, and its adjoint.
+
+A padded input is a gather through one index map per spatial axis: entry ``i`` of the map
+says which input cell padded cell ``i`` reads (``-1`` reads zero). Every ``padding_mode``
+is just a different map, so one kernel pads, crops the tail a stride never reaches, and
+(transposed) folds a padded gradient back onto the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ...config import FASTMATH
+from ...shapes import ConvGeometry
+
+_NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def pad_map(n: int, lo: int, extent: int, mode: str) -> np.ndarray:
+    """Index map of one axis: padded cell ``i`` (``0 <= i < extent``) reads input cell
+    ``map[i]`` of ``range(n)``, or zero where ``map[i] == -1``."""
+    pos = np.arange(extent, dtype=np.int64) - lo
+    if mode == "zeros":
+        return np.where((pos >= 0) & (pos < n), pos, -1)
+    hi = max(extent - lo - n, 0)
+    full = np.pad(np.arange(n, dtype=np.int64), (lo, hi), mode=_NP_MODES[mode])
+    return np.ascontiguousarray(full[:extent])
+
+
+def extents(geom: ConvGeometry) -> tuple[int, int, int]:
+    """Padded size each axis needs: the last cell the last window touches, plus one."""
+    return tuple(
+        (o - 1) * s + (k - 1) * dil + 1
+        for o, s, k, dil in zip(geom.out_size, geom.stride, geom.kernel, geom.dilation, strict=True)
+    )
+
+
+def pad_maps(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The three index maps of a lifted (3-D) geometry, or None when the input can be read
+    as it is (no padding on the low side; the kernel never reads past the extent)."""
+    ext = extents(geom)
+    if all(lo == 0 for lo in geom.pad_lo) and all(e <= n for e, n in zip(ext, geom.in_size, strict=True)):
+        return None
+    return tuple(
+        pad_map(n, lo, e, geom.padding_mode) for n, lo, e in zip(geom.in_size, geom.pad_lo, ext, strict=True)
+    )
+
+
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """C-contiguous and writeable (the one array type the kernels are compiled for)."""
+    if a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, order="C", copy=True)
+
+
+def padded_input(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """x (N, C, D, H, W) -> the padded input the valid-convolution kernels read."""
+    maps = pad_maps(geom)
+    x = contiguous(x)
+    if maps is None:
+        return x
+    out = np.empty(x.shape[:2] + tuple(len(m) for m in maps), dtype=x.dtype)
+    _gather_kernel(out, x, *maps)
+    return out
+
+
+def fold_padded_grad(dx: np.ndarray, dxp: np.ndarray, geom: ConvGeometry) -> None:
+    """Adjoint of ``padded_input``: dx (N, C, D, H, W) = sum of dxp cells that read each cell."""
+    maps = pad_maps(geom)
+    _scatter_kernel(dx, dxp, *maps)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def _gather_kernel(out, x, map_d, map_h, map_w):
+    # out (N, C, Dp, Hp, Wp) <- x (N, C, D, H, W) through the index maps
+    N, C, Dp, Hp, Wp = out.shape
+    for job in prange(N * C * Dp):
+        i = job % Dp
+        nc = job // Dp
+        n, c = nc // C, nc % C
+        for j in range(Hp):
+            for k in range(Wp):
+                src_d, src_h, src_w = map_d[i], map_h[j], map_w[k]
+                if src_d < 0 or src_h < 0 or src_w < 0:
+                    out[n, c, i, j, k] = 0
+                else:
+                    out[n, c, i, j, k] = x[n, c, src_d, src_h, src_w]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def _scatter_kernel(dx, dxp, map_d, map_h, map_w):
+    # dx (N, C, D, H, W) <- sum over dxp (N, C, Dp, Hp, Wp) cells mapped onto each cell
+    N, C = dx.shape[0], dx.shape[1]
+    Dp, Hp, Wp = dxp.shape[2], dxp.shape[3], dxp.shape[4]
+    for nc in prange(N * C):  # one thread owns a whole (n, c) volume: no races
+        n, c = nc // C, nc % C
+        dx[n, c] = 0
+        for i in range(Dp):
+            for j in range(Hp):
+                for k in range(Wp):
+                    src_d, src_h, src_w = map_d[i], map_h[j], map_w[k]
+                    if src_d >= 0 and src_h >= 0 and src_w >= 0:
+                        dx[n, c, src_d, src_h, src_w] += dxp[n, c, i, j, k]

@@ -1,0 +1,36 @@
+"""Kernels compile once: a second process loads them from the on-disk cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+SCRIPT = """
+import json, numpy as np, fastconv as fc
+from fastconv.backends.cpu import conv
+x = np.ones((1, 2, 6, 6), np.float32); w = np.ones((3, 2, 3, 3), np.float32)
+y = fc.conv2d(x, w, padding=1)
+stats = conv._conv_forward_kernel.stats
+print(json.dumps({"hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
+                  "sum": float(y.sum()), "cache_dir": fc.config.CACHE_DIR}))
+"""
+
+
+def _run(env):
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_loads_kernels_from_the_cache(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["FASTCONV_CACHE_DIR"] = str(tmp_path / "cache")
+    first = _run(env)
+    assert first["cache_dir"] == str(tmp_path / "cache")
+    assert first["misses"] >= 1 and first["hits"] == 0
+    assert any(f.endswith(".nbi") for _, _, files in os.walk(tmp_path / "cache") for f in files)
+    second = _run(env)
+    assert second["hits"] >= 1 and second["misses"] == 0
+    # each of 6 cells of an axis is covered by 3 windows, the two edge cells by 2: 16 per axis
+    assert second["sum"] == first["sum"] == 3 * 2 * 16**2

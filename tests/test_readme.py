@@ -1,0 +1,21 @@
+"""README's usage example runs as written, and its two commands match what CI runs."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_usage_example_runs(capsys):
+    code = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "(8, 16, 32, 32) (8, 3, 32, 32) (16, 3, 5, 5) (16,)"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    test_cmd = re.search(r"&& (python -m pytest[^\n`]*)", readme).group(1).strip()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_cmd in [line.strip() for line in ci]
