@@ -2,6 +2,7 @@
 
 ``FASTCONV_CACHE_DIR`` (or ``NUMBA_CACHE_DIR``)  where compiled kernels are cached; default
     ``$XDG_CACHE_HOME/fastconv/numba`` (``~/.cache/fastconv/numba``).
+``FASTCONV_CONV_ALGORITHM``  ``auto`` (default) or ``direct``: which CPU convolution kernels run.
 ``FASTCONV_CUDA_THREADS``  threads per block of the CUDA kernels (tests shrink it).
 """
 
@@ -21,6 +22,10 @@ def _default_cache_dir() -> str:
 
 
 CACHE_DIR = os.environ.get("FASTCONV_CACHE_DIR") or os.environ.get("NUMBA_CACHE_DIR") or _default_cache_dir()
+
+CONV_ALGORITHM = os.environ.get("FASTCONV_CONV_ALGORITHM", "auto")
+"""``auto`` picks the fastest applicable CPU convolution kernel per shape; ``direct`` forces
+the plain loops (tests set it per test to exercise both paths)."""
 
 CUDA_THREADS = int(os.environ.get("FASTCONV_CUDA_THREADS", "128"))
 

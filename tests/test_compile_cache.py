@@ -9,12 +9,14 @@ import sys
 
 SCRIPT = """
 import json, numpy as np, fastconv as fc
-from fastconv.backends.cpu import conv
-x = np.ones((1, 2, 6, 6), np.float32); w = np.ones((3, 2, 3, 3), np.float32)
-y = fc.conv2d(x, w, padding=1)
-stats = conv._conv_forward_kernel.stats
-print(json.dumps({"hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
-                  "sum": float(y.sum()), "cache_dir": fc.config.CACHE_DIR}))
+from fastconv.backends.cpu import blocked, conv, conv_simd
+x = np.ones((1, 2, 6, 6), np.float64); w = np.ones((3, 2, 3, 3), np.float64)
+y64 = fc.conv2d(x, w, padding=1)  # direct kernels
+y32 = fc.conv2d(x.astype(np.float32), w.astype(np.float32), padding=1)  # generated SIMD kernels
+kernels = [conv._conv_forward_kernel, conv_simd._forward_kernel(1), blocked._to_blocked_kernel]
+print(json.dumps({"hits": [sum(k.stats.cache_hits.values()) for k in kernels],
+                  "misses": [sum(k.stats.cache_misses.values()) for k in kernels],
+                  "sum": [float(y64.sum()), float(y32.sum())], "cache_dir": fc.config.CACHE_DIR}))
 """
 
 
@@ -28,9 +30,9 @@ def test_second_process_loads_kernels_from_the_cache(tmp_path):
     env["FASTCONV_CACHE_DIR"] = str(tmp_path / "cache")
     first = _run(env)
     assert first["cache_dir"] == str(tmp_path / "cache")
-    assert first["misses"] >= 1 and first["hits"] == 0
+    assert min(first["misses"]) >= 1 and max(first["hits"]) == 0
     assert any(f.endswith(".nbi") for _, _, files in os.walk(tmp_path / "cache") for f in files)
     second = _run(env)
-    assert second["hits"] >= 1 and second["misses"] == 0
+    assert min(second["hits"]) >= 1 and max(second["misses"]) == 0
     # each of 6 cells of an axis is covered by 3 windows, the two edge cells by 2: 16 per axis
-    assert second["sum"] == first["sum"] == 3 * 2 * 16**2
+    assert second["sum"] == first["sum"] == [3 * 2 * 16**2] * 2

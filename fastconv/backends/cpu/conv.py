@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ... import config
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
-from . import layout
+from . import conv_simd, layout
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
@@ -118,8 +119,21 @@ def _ints(geom: ConvGeometry) -> tuple[int, ...]:
     return (*geom.stride, *geom.dilation, geom.groups)
 
 
+def algorithm(op: str, geom: ConvGeometry, dtype) -> str:
+    """``"simd"`` or ``"direct"`` for ``op`` (forward, backward_input, backward_weight): the
+    register-blocked SIMD kernels wherever they apply, unless ``config.CONV_ALGORITHM``
+    forces one (tests force each path so that every one is exercised)."""
+    supported = conv_simd.supports_backward_input if op == "backward_input" else conv_simd.supports
+    if config.CONV_ALGORITHM == "direct" or not supported(geom, dtype):
+        return "direct"
+    return "simd"
+
+
 def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C/g, KD, KH, KW)) + bias (O,) or None."""
+    if algorithm("forward", geom, out.dtype) == "simd":
+        conv_simd.conv_forward(out, x, w, bias, geom)
+        return
     xp = layout.padded_input(x, geom)
     b = np.zeros(out.shape[1], out.dtype) if bias is None else layout.contiguous(bias)
     _conv_forward_kernel(out, xp, layout.contiguous(w), b, *_ints(geom))
@@ -127,6 +141,9 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
 
 def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
     """dx (N, C, D, H, W) <- d loss / d x from dy (N, O, OD, OH, OW) and w (O, C/g, KD, KH, KW)."""
+    if algorithm("backward_input", geom, dx.dtype) == "simd":
+        conv_simd.conv_backward_input(dx, dy, w, geom)
+        return
     dy, w = layout.contiguous(dy), layout.contiguous(w)
     if layout.pad_maps(geom) is None and layout.extents(geom) == tuple(dx.shape[2:]):
         _conv_backward_input_kernel(dx, dy, w, *_ints(geom))
@@ -143,6 +160,9 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
 
 def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     """dw (O, C/g, KD, KH, KW) <- d loss / d w from dy (N, O, OD, OH, OW) and x (N, C, D, H, W)."""
+    if algorithm("backward_weight", geom, dw.dtype) == "simd":
+        conv_simd.conv_backward_weight(dw, dy, x, geom)
+        return
     _conv_backward_weight_kernel(dw, layout.contiguous(dy), layout.padded_input(x, geom), *_ints(geom))
 
 

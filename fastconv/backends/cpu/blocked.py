@@ -1,0 +1,102 @@
+"""Channel-blocked layouts for the SIMD kernels, and the conversions to and from NCDHW.
+
+activations (N, C, D, H, W) <-> (N, C/16, D, H, W, 16), channels zero-padded to 16
+weights (O, C, KD, KH, KW) -> (O/16, C/16, KD, KH, KW, 16 c, 16 o)
+
+Padding is folded into the input conversion through the index maps of ``layout`` (one map
+per spatial axis; -1 reads zero), so the convolution kernels see a valid convolution and
+have no branches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ...config import FASTMATH
+from .simd import LANES
+
+_JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+
+
+def blocks(channels: int) -> int:
+    return -(-channels // LANES)
+
+
+@njit(**_JIT)
+def _to_blocked_kernel(out, x, map_d, map_h, map_w):
+    # out (N, Cb, Dp, Hp, Wp, 16) <- x (N, C, D, H, W) read through the index maps
+    N, Cb, Dp, Hp, Wp = out.shape[:5]
+    C = x.shape[1]
+    for job in prange(N * Cb * Dp * Hp):
+        ih = job % Hp
+        t = job // Hp
+        i_d = t % Dp
+        t //= Dp
+        cb = t % Cb
+        n = t // Cb
+        src_d, src_h = map_d[i_d], map_h[ih]
+        row = out[n, cb, i_d, ih]
+        for c in range(LANES):
+            ci = cb * LANES + c
+            if ci >= C or src_d < 0 or src_h < 0:
+                for iw in range(Wp):
+                    row[iw, c] = 0
+            else:
+                xrow = x[n, ci, src_d, src_h]
+                for iw in range(Wp):
+                    src_w = map_w[iw]
+                    row[iw, c] = xrow[src_w] if src_w >= 0 else 0
+
+
+@njit(**_JIT)
+def _from_blocked_kernel(out, blocked):
+    # out (N, O, OD, OH, OW) <- blocked (N, Ob, OD, OH, OWp >= OW, 16), channels cropped
+    N, O, OD, OH, OW = out.shape
+    for job in prange(N * O * OD):
+        od = job % OD
+        t = job // OD
+        o = t % O
+        n = t // O
+        ob, c = o // LANES, o % LANES
+        for oh in range(OH):
+            src = blocked[n, ob, od, oh]
+            dst = out[n, o, od, oh]
+            for ow in range(OW):
+                dst[ow] = src[ow, c]
+
+
+def to_blocked(x: np.ndarray, maps) -> np.ndarray:
+    """x (N, C, D, H, W) float32 -> (N, Cb, len(map_d), len(map_h), len(map_w), 16)."""
+    out = np.empty((x.shape[0], blocks(x.shape[1]), *(len(m) for m in maps), LANES), np.float32)
+    _to_blocked_kernel(out, x, *maps)
+    return out
+
+
+def from_blocked(out: np.ndarray, blocked: np.ndarray) -> None:
+    """out (N, O, OD, OH, OW) <- blocked (N, Ob, OD, OH, OWp, 16)."""
+    _from_blocked_kernel(out, blocked)
+
+
+def weight_to_blocked(w: np.ndarray) -> np.ndarray:
+    """w (O, C, KD, KH, KW) -> (Ob, Cb, KD, KH, KW, 16 c, 16 o), zero-padded channels."""
+    o, c = w.shape[:2]
+    padded = np.zeros((blocks(o) * LANES, blocks(c) * LANES, *w.shape[2:]), np.float32)
+    padded[:o, :c] = w
+    split = padded.reshape(blocks(o), LANES, blocks(c), LANES, *w.shape[2:])
+    return np.ascontiguousarray(split.transpose(0, 2, 4, 5, 6, 3, 1))
+
+
+def weight_from_blocked(dw: np.ndarray, blocked: np.ndarray) -> None:
+    """dw (O, C, KD, KH, KW) <- blocked (Ob, Cb, KD, KH, KW, 16 c, 16 o), cropped."""
+    ob, cb = blocked.shape[:2]
+    full = blocked.transpose(0, 6, 1, 5, 2, 3, 4).reshape(ob * LANES, cb * LANES, *blocked.shape[2:5])
+    dw[...] = full[: dw.shape[0], : dw.shape[1]]
+
+
+def bias_to_blocked(bias, n_blocks: int) -> np.ndarray:
+    """bias (O,) or None -> (n_blocks * 16,), zero-padded."""
+    out = np.zeros(n_blocks * LANES, np.float32)
+    if bias is not None:
+        out[: len(bias)] = bias
+    return out
