@@ -37,8 +37,8 @@ def zeros(shape, dtype) -> np.ndarray:
 
 def to_device(a) -> np.ndarray:
     """``a`` as a NumPy array: itself if it is one, else copied from the GPU (``Module.to``)."""
-    if isinstance(a, np.ndarray):
-        return a
+    if isinstance(a, np.ndarray | np.generic):
+        return np.asarray(a)
     return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a.get())
 
 

@@ -123,8 +123,7 @@ def algorithm(op: str, geom: ConvGeometry, dtype) -> str:
     """``"simd"`` or ``"direct"`` for ``op`` (forward, backward_input, backward_weight): the
     register-blocked SIMD kernels wherever they apply, unless ``config.CONV_ALGORITHM``
     forces one (tests force each path so that every one is exercised)."""
-    supported = conv_simd.supports_backward_input if op == "backward_input" else conv_simd.supports
-    if config.CONV_ALGORITHM == "direct" or not supported(geom, dtype):
+    if config.CONV_ALGORITHM == "direct" or not conv_simd.supports(geom, dtype):
         return "direct"
     return "simd"
 
@@ -150,12 +149,7 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
         return
     dxp = np.empty(dx.shape[:2] + layout.extents(geom), dtype=dx.dtype)
     _conv_backward_input_kernel(dxp, dy, w, *_ints(geom))
-    maps = layout.pad_maps(geom)
-    if maps is None:  # no padding, but the last stride leaves input cells unread: their grad is 0
-        dx[...] = 0
-        dx[:, :, : dxp.shape[2], : dxp.shape[3], : dxp.shape[4]] = dxp
-    else:
-        layout.fold_padded_grad(dx, dxp, geom)
+    layout.fold_padded_grad(dx, dxp, geom)
 
 
 def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:

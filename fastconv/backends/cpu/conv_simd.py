@@ -3,8 +3,9 @@
 Forward: each job owns one output row of NB x 16 output channels; the microkernel keeps a
 block of RW pixels x NB channel vectors (12-24 accumulators) in registers and, for every
 input channel, broadcasts one input value per pixel and does NB x RW fused multiply-adds
-against NB weight vectors (an outer product). Backward-input at stride 1 is the same kernel
-on grad_output with the kernel flipped and its channel axes swapped. Backward-weight keeps
+against NB weight vectors (an outer product). Backward-input is the same kernel
+on grad_output with the kernel flipped and its channel axes swapped; a strided
+convolution splits into stride phases, each a stride-1 convolution with a subset of taps. Backward-weight keeps
 the 16 input-channel rows of one dW tap (16 vectors of 16 output channels) in registers and
 reduces over batch and output pixels; jobs split over (out block, in block, kd, kh), so no
 reduction crosses threads. All orders are fixed: results are bitwise identical for any
@@ -12,6 +13,9 @@ thread count.
 """
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 
@@ -46,8 +50,8 @@ def _forward_source(nb: int, rw: int) -> str:
     return f"""
 
 @njit(**_JIT)
-def kernel(out, xb, wb, bias, sd, sh, sw, dd, dh, dw):
-    # out (N, Ob, OD, OH, OWp, 16) = valid conv of xb (N, Cb, Dp, Hp, Wp, 16) with wb (Ob, Cb, KD, KH, KW, 16, 16) + bias
+def kernel(out, xb, wb, bias, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w):
+    # out (N, Ob, OD, OH, OWp, 16) = valid conv of xb (N, Cb, Dp, Hp, Wp, 16) from cell (off_d, off_h, off_w) with wb (Ob, Cb, KD, KH, KW, 16, 16) + bias
     # register block: {rw} output pixels x {nb} vectors of 16 output channels
     N, Ob, OD, OH, OWp = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     Cb, Dp, Hp, Wp = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4]
@@ -67,7 +71,7 @@ def kernel(out, xb, wb, bias, sd, sh, sw, dd, dh, dw):
             for cb in range(Cb):
                 for kd in range(KD):
                     for kh in range(KH):
-                        xrow = (((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp
+                        xrow = (((n * Cb + cb) * Dp + off_d + od * sd + kd * dd) * Hp + off_h + oh * sh + kh * dh) * Wp + off_w
                         for kw in range(KW):
                             xk = (xrow + ow0 * sw + kw * dw) * 16
 {wbase}
@@ -141,46 +145,104 @@ def _maps(in_size, pad_lo, extents, mode):
     return tuple(layout.pad_map(n, lo, e, mode) for n, lo, e in zip(in_size, pad_lo, extents, strict=True))
 
 
-def _conv(out, x, w, bias, stride, dilation, pad_lo, mode) -> None:
-    """out (N, O, OD, OH, OW) = conv(x (N, C, D, H, W), w (O, C, K...)) + bias, any geometry
-    whose output size is out's: valid after padding x by pad_lo (negative crops) and mode."""
-    out_blocks = blocked.blocks(out.shape[1])
-    nb, ob_padded = _vectors_per_block(out_blocks)
+def _plan(out_channels: int, out_width: int) -> tuple[int, int, int]:
+    """(NB, padded output blocks, padded output width) of the forward register block."""
+    nb, ob_padded = _vectors_per_block(blocked.blocks(out_channels))
     rw = _BLOCKS[nb]
-    od, oh, ow = out.shape[2:]
-    owp = -(-ow // rw) * rw
-    kernel = w.shape[2:]
-    ext = [
-        (o - 1) * s + (k - 1) * dil + 1
-        for o, s, k, dil in zip((od, oh, owp), stride, kernel, dilation, strict=True)
-    ]
-    xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], pad_lo, ext, mode))
+    return nb, ob_padded, -(-out_width // rw) * rw
+
+
+def _extents(out_size, kernel, stride, dilation, offsets=(0, 0, 0)):
+    return tuple(
+        off + (o - 1) * s + (k - 1) * dil + 1
+        for off, o, s, k, dil in zip(offsets, out_size, stride, kernel, dilation, strict=True)
+    )
+
+
+def _conv_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0)) -> None:
+    """out (N, O, OD, OH, OW) = valid conv of the blocked input xb, read from ``offsets``,
+    with w (O, C, KD, KH, KW) + bias (O,) or None."""
+    nb, ob_padded, owp = _plan(out.shape[1], out.shape[4])
     wb = blocked.weight_to_blocked(w)
-    if ob_padded != out_blocks:
-        wb = np.concatenate([wb, np.zeros((ob_padded - out_blocks, *wb.shape[1:]), np.float32)])
-    b = blocked.bias_to_blocked(bias, ob_padded)
-    ob = np.empty((out.shape[0], ob_padded, od, oh, owp, LANES), np.float32)
-    _forward_kernel(nb)(ob, xb, wb, b, *stride, *dilation)
+    if ob_padded != wb.shape[0]:
+        wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
+    ob = np.empty((out.shape[0], ob_padded, *out.shape[2:4], owp, LANES), np.float32)
+    _forward_kernel(nb)(ob, xb, wb, blocked.bias_to_blocked(bias, ob_padded), *stride, *dilation, *offsets)
     blocked.from_blocked(out, ob)
 
 
 def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C, KD, KH, KW)) + bias."""
-    _conv(out, x, w, bias, geom.stride, geom.dilation, geom.pad_lo, geom.padding_mode)
+    _, _, owp = _plan(out.shape[1], out.shape[4])
+    ext = _extents((*geom.out_size[:2], owp), geom.kernel, geom.stride, geom.dilation)
+    xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode))
+    _conv_blocked(out, xb, w, bias, geom.stride, geom.dilation)
 
 
-def supports_backward_input(geom: ConvGeometry, dtype) -> bool:
-    return supports(geom, dtype) and geom.stride == (1, 1, 1) and geom.padding_mode == "zeros"
+def _phase_taps(r: int, stride: int, dil: int, lo: int, k: int):
+    """The taps of one axis that reach input cells ``r, r + stride, ...``.
+
+    Input cell ``i = r + stride*j`` is read by output ``o`` at tap ``t`` iff
+    ``o*stride + t*dil = i + lo``. Solutions form a progression ``t = t0 + m*step_t`` with
+    ``o = j + q0 - m*step_o``, so each phase is a stride-1 convolution of grad_output with
+    dilation ``step_o``. Returns (t0, step_t, n_taps, step_o, q0), or None if no tap does.
+    """
+    g = math.gcd(stride, dil)
+    step_t, step_o = stride // g, dil // g
+    t0 = next((t for t in range(min(step_t, k)) if (r + lo - t * dil) % stride == 0), None)
+    if t0 is None:
+        return None
+    return t0, step_t, len(range(t0, k, step_t)), step_o, (r + lo - t0 * dil) // stride
+
+
+def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo) -> None:
+    """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, one stride phase at a time;
+    dy is converted to the blocked layout once, padded enough for every phase."""
+    w_t = w.transpose(1, 0, 2, 3, 4)  # (C, O, KD, KH, KW): dx's channels are the outputs
+    _, _, owp = _plan(dx.shape[1], -(-dx.shape[4] // stride[2]))
+    live = []
+    for phase in itertools.product(*(range(s) for s in stride)):
+        index = (slice(None), slice(None), *(slice(r, None, s) for r, s in zip(phase, stride, strict=True)))
+        taps = [_phase_taps(*a) for a in zip(phase, stride, dilation, pad_lo, w.shape[2:], strict=True)]
+        if None in taps:
+            dx[index] = 0  # no tap reaches these cells
+        elif dx[index].size:
+            live.append((index, taps, tuple((m - 1) * so - q0 for _, _, m, so, q0 in taps)))
+    if not live:
+        return
+    lo = tuple(max(0, *axis) for axis in zip(*(pad for _, _, pad in live), strict=True))
+    ext = [
+        _extents(
+            (*dx[index].shape[2:4], owp),
+            [t[2] for t in taps],
+            (1, 1, 1),
+            [t[3] for t in taps],
+            tuple(a - p for a, p in zip(lo, pad, strict=True)),
+        )
+        for index, taps, pad in live
+    ]
+    dyb = blocked.to_blocked(
+        layout.contiguous(dy), _maps(dy.shape[2:], lo, tuple(map(max, zip(*ext, strict=True))), "zeros")
+    )
+    for index, taps, pad in live:
+        sub = tuple(slice(t0, t0 + (m - 1) * st + 1, st) for t0, st, m, _, _ in taps)
+        w_phase = np.ascontiguousarray(np.flip(w_t[(slice(None), slice(None), *sub)], axis=(2, 3, 4)))
+        out = np.empty(dx[index].shape, np.float32)
+        offsets = tuple(a - p for a, p in zip(lo, pad, strict=True))
+        _conv_blocked(out, dyb, w_phase, None, (1, 1, 1), tuple(t[3] for t in taps), offsets)
+        dx[index] = out
 
 
 def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
-    """dx (N, C, D, H, W) <- stride-1 conv of dy (N, O, OD, OH, OW) with w flipped and its
-    channel axes swapped, padded by dilation * (kernel - 1) - pad_lo (the adjoint)."""
-    w_t = np.ascontiguousarray(np.flip(w, axis=(2, 3, 4)).transpose(1, 0, 2, 3, 4))
-    pad = tuple(
-        dil * (k - 1) - lo for dil, k, lo in zip(geom.dilation, geom.kernel, geom.pad_lo, strict=True)
-    )
-    _conv(dx, dy, w_t, None, (1, 1, 1), geom.dilation, pad, "zeros")
+    """dx (N, C, D, H, W) <- d loss / d x: per stride phase, a stride-1 SIMD convolution of
+    dy (N, O, OD, OH, OW) with the phase's taps of w flipped and its channel axes swapped.
+    Other padding modes: the gradient of the padded input, folded back onto x."""
+    if geom.padding_mode == "zeros":
+        _backward_input_zeros(dx, dy, w, geom.stride, geom.dilation, geom.pad_lo)
+        return
+    dxp = np.empty(dx.shape[:2] + layout.extents(geom), np.float32)
+    _backward_input_zeros(dxp, dy, w, geom.stride, geom.dilation, (0, 0, 0))
+    layout.fold_padded_grad(dx, dxp, geom)
 
 
 def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:

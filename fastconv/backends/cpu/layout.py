@@ -68,6 +68,10 @@ def padded_input(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
 def fold_padded_grad(dx: np.ndarray, dxp: np.ndarray, geom: ConvGeometry) -> None:
     """Adjoint of ``padded_input``: dx (N, C, D, H, W) = sum of dxp cells that read each cell."""
     maps = pad_maps(geom)
+    if maps is None:  # dxp is the leading corner of dx; the cells a stride never reads get 0
+        dx[...] = 0
+        dx[:, :, : dxp.shape[2], : dxp.shape[3], : dxp.shape[4]] = dxp
+        return
     _scatter_kernel(dx, dxp, *maps)
 
 
