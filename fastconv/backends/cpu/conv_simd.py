@@ -171,8 +171,51 @@ def _conv_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0)) -> None
     blocked.from_blocked(out, ob)
 
 
+def _lane_use(channels: int) -> float:
+    return channels / (blocked.blocks(channels) * LANES)
+
+
+def _folds_width(geom: ConvGeometry, channels: int) -> bool:
+    """Few input channels fill few of the 16 lanes: fold the kernel's width taps into the
+    channel axis when that fills them much better (e.g. RGB with 7 taps: 3/16 -> 21/32)."""
+    kw = geom.kernel[2]
+    return kw > 1 and _lane_use(channels * kw) > 1.5 * _lane_use(channels)
+
+
+def _fold_width(x, geom: ConvGeometry):
+    """x (N, C, D, H, W) -> x' (N, C*KW, Dp, Hp, OW) with x'[.., c*KW + kw, .., ow] =
+    x_padded[.., c, .., ow*stride_w + kw*dil_w], and the geometry of the equivalent
+    convolution with a (KD, KH, 1) kernel: a partial im2col along the width."""
+    xp = layout.padded_input(x, geom)
+    ow, kw, sw, dw = geom.out_size[2], geom.kernel[2], geom.stride[2], geom.dilation[2]
+    cols = np.arange(kw)[:, None] * dw + np.arange(ow)[None, :] * sw  # (KW, OW)
+    folded = xp[..., cols]  # (N, C, Dp, Hp, KW, OW)
+    n, c, dp, hp = folded.shape[:4]
+    folded = np.ascontiguousarray(np.moveaxis(folded, 4, 2)).reshape(n, c * kw, dp, hp, ow)
+    unit = ConvGeometry(
+        stride=(*geom.stride[:2], 1),
+        pad_lo=(0, 0, 0),
+        pad_hi=(0, 0, 0),
+        dilation=(*geom.dilation[:2], 1),
+        groups=1,
+        in_size=folded.shape[2:],
+        kernel=(*geom.kernel[:2], 1),
+        out_size=geom.out_size,
+    )
+    return folded, unit
+
+
+def _fold_weight(w):
+    """w (O, C, KD, KH, KW) -> (O, C*KW, KD, KH, 1), matching ``_fold_width``."""
+    o, c, kd, kh, kw = w.shape
+    return np.ascontiguousarray(w.transpose(0, 1, 4, 2, 3)).reshape(o, c * kw, kd, kh, 1)
+
+
 def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C, KD, KH, KW)) + bias."""
+    if _folds_width(geom, x.shape[1]):
+        x, geom = _fold_width(x, geom)
+        w = _fold_weight(w)
     _, _, owp = _plan(out.shape[1], out.shape[4])
     ext = _extents((*geom.out_size[:2], owp), geom.kernel, geom.stride, geom.dilation)
     xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode))
@@ -247,6 +290,13 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
 
 def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     """dw (O, C, KD, KH, KW) <- sum over n and outputs of dy (N, O, OD, OH, OW) x x_padded."""
+    if _folds_width(geom, x.shape[1]):
+        x_folded, unit = _fold_width(x, geom)
+        o, c, kd, kh, kw = dw.shape
+        dw_folded = np.empty((o, c * kw, kd, kh, 1), np.float32)
+        conv_backward_weight(dw_folded, dy, x_folded, unit)
+        dw[...] = dw_folded.reshape(o, c, kw, kd, kh).transpose(0, 1, 3, 4, 2)
+        return
     identity = tuple(np.arange(n, dtype=np.int64) for n in dy.shape[2:])
     dyb = blocked.to_blocked(layout.contiguous(dy), identity)
     ext = layout.extents(geom)
