@@ -76,10 +76,29 @@ def test_every_register_block_shape(algorithm, c_out):
 
 def test_auto_uses_simd_for_float32_and_direct_otherwise():
     geom = conv_geometry(2, (1, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1).lift3()
-    assert cpu_conv.algorithm("forward", geom, np.float32) == "simd"
-    assert cpu_conv.algorithm("backward_input", geom, np.float32) == "simd"
-    assert cpu_conv.algorithm("forward", geom, np.float64) == "direct"
+    assert cpu_conv.algorithm("forward", geom, (8, 16), np.float32) == "simd"
+    assert cpu_conv.algorithm("backward_input", geom, (8, 16), np.float32) == "simd"
+    assert cpu_conv.algorithm("forward", geom, (8, 16), np.float64) == "direct"
     strided = conv_geometry(2, (1, 8, 9, 9), (16, 8, 3, 3), 2, 1, 1, 1).lift3()
-    assert cpu_conv.algorithm("backward_input", strided, np.float32) == "simd"
+    assert cpu_conv.algorithm("backward_input", strided, (8, 16), np.float32) == "simd"
     grouped = conv_geometry(2, (1, 8, 9, 9), (16, 4, 3, 3), 1, 1, 1, 2).lift3()
-    assert cpu_conv.algorithm("forward", grouped, np.float32) == "direct"
+    assert cpu_conv.algorithm("forward", grouped, (8, 16), np.float32) == "direct"
+    depthwise = conv_geometry(2, (1, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 8).lift3()
+    assert cpu_conv.algorithm("backward_weight", depthwise, (8, 8), np.float32) == "simd"
+
+
+# the fixture only sets a module attribute, the same for every generated input
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs(modes=MODES, allow_empty_batch=False), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_forced_algorithms_depthwise(algorithm, cfg, seed, data):
+    """groups = C_in = C_out, channel counts below, at and beyond one 16-lane block."""
+    d, x_shape, w_shape, kw = cfg
+    c = data.draw(st.sampled_from([2, 16, 19, 33]))
+    kw["groups"] = c
+    x_shape, w_shape = (x_shape[0], c, *x_shape[2:]), (c, 1, *w_shape[2:])
+    rng = np.random.default_rng(seed)
+    x, w, b = ints(rng, x_shape), ints(rng, w_shape), ints(rng, (c,))
+    geom = conv_geometry(d, x_shape, w_shape, kw["stride"], kw["padding"], kw["dilation"], c, kw["padding_mode"])
+    dy = ints(rng, (x_shape[0], c, *geom.out_size))
+    for got, want in zip(_passes(d, x, w, b, dy, kw), _refs(d, x, w, b, dy, kw), strict=True):
+        np.testing.assert_array_equal(got, want.astype(np.float32))

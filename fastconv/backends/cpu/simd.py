@@ -92,3 +92,13 @@ def vzero(typingctx):
         return ir.Constant(_VEC, [0.0] * LANES)
 
     return f32x16(), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b, lane by lane."""
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(*args)
+
+    return f32x16(f32x16, f32x16), codegen

@@ -1,0 +1,167 @@
+"""Dense (groups = 1) float32 convolution in the channel-blocked layout: the generated,
+register-blocked microkernels.
+
+Forward: each job owns one output row of NB x 16 output channels; the microkernel keeps a
+block of RW pixels x NB channel vectors (12-24 accumulators) in registers and, for every
+input channel, broadcasts one input value per pixel and does NB x RW fused multiply-adds
+against NB weight vectors (an outer product). Backward-weight keeps the 16 input-channel
+rows of one dW tap (16 vectors of 16 output channels) in registers and reduces over batch
+and output pixels; jobs split over (out block, in block, kd, kh), so no reduction crosses
+threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import blocked, codegen
+from .simd import LANES
+
+# (vectors of output channels, pixels) per register block, by how many 16-channel blocks
+# the output has: NB >= 2 where possible (NB = 1 halves FMA throughput: one weight vector
+# per broadcast); NB * RW accumulators + NB weights + 1 broadcast fit in 32 zmm registers.
+_BLOCKS = {4: 6, 2: 12, 1: 16}
+
+
+def _forward_source(nb: int, rw: int) -> str:
+    acc = [[f"a{j}_{i}" for i in range(rw)] for j in range(nb)]
+    ind = " " * 12
+    init = "\n".join(
+        f"{ind}{acc[j][i]} = vload(bias, (ob0 + {j}) * 16)" for j in range(nb) for i in range(rw)
+    )
+    wbase = "\n".join(
+        f"{ind}                wk{j} = (((((ob0 + {j}) * Cb + cb) * KD + kd) * KH + kh) * KW + kw) * 256"
+        for j in range(nb)
+    )
+    inner = [f"{ind}                    w{j} = vload(wf, wk{j} + c * 16)" for j in range(nb)]
+    for i in range(rw):
+        inner.append(f"{ind}                    x = vbcast(xf, xk + c + {i} * xs)")
+        inner += [f"{ind}                    {acc[j][i]} = vfma(x, w{j}, {acc[j][i]})" for j in range(nb)]
+    store = []
+    for j in range(nb):
+        store.append(f"{ind}o = ((((n * Ob + ob0 + {j}) * OD + od) * OH + oh) * OWp + ow0) * 16")
+        store += [f"{ind}vstore(of, o + {i * 16}, {acc[j][i]})" for i in range(rw)]
+    return f"""
+
+@njit(**_JIT)
+def kernel(out, xb, wb, bias, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w):
+    # out (N, Ob, OD, OH, OWp, 16) = valid conv of xb (N, Cb, Dp, Hp, Wp, 16) from cell (off_d, off_h, off_w) with wb (Ob, Cb, KD, KH, KW, 16, 16) + bias
+    # register block: {rw} output pixels x {nb} vectors of 16 output channels
+    N, Ob, OD, OH, OWp = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    Cb, Dp, Hp, Wp = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4]
+    KD, KH, KW = wb.shape[2], wb.shape[3], wb.shape[4]
+    xf, wf, of = xb.reshape(-1), wb.reshape(-1), out.reshape(-1)
+    xs = sw * 16
+    n_groups = Ob // {nb}
+    for job in prange(N * n_groups * OD * OH):
+        oh = job % OH
+        t = job // OH
+        od = t % OD
+        t //= OD
+        ob0 = (t % n_groups) * {nb}
+        n = t // n_groups
+        for ow0 in range(0, OWp, {rw}):
+{init}
+            for cb in range(Cb):
+                for kd in range(KD):
+                    for kh in range(KH):
+                        xrow = (((n * Cb + cb) * Dp + off_d + od * sd + kd * dd) * Hp + off_h + oh * sh + kh * dh) * Wp + off_w
+                        for kw in range(KW):
+                            xk = (xrow + ow0 * sw + kw * dw) * 16
+{wbase}
+                            for c in range(16):
+{chr(10).join(inner)}
+{chr(10).join(store)}
+"""
+
+
+def _backward_weight_source() -> str:
+    acc = [f"a{c}" for c in range(LANES)]
+    ind = " " * 28
+    fmas = "\n".join(f"{ind}{a} = vfma(vbcast(xf, xk + {c}), g, {a})" for c, a in enumerate(acc))
+    zero = "\n".join(f"            {a} = vzero()" for a in acc)
+    store = "\n".join(f"            vstore(dwf, base + {c * 16}, {a})" for c, a in enumerate(acc))
+    return f"""
+
+@njit(**_JIT)
+def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
+    # dwb (Ob, Cb, KD, KH, KW, 16 c, 16 o) = sum over n and outputs of dyb (N, Ob, OD, OH, OW, 16) x xb (N, Cb, Dp, Hp, Wp, 16)
+    Ob, Cb, KD, KH, KW = dwb.shape[0], dwb.shape[1], dwb.shape[2], dwb.shape[3], dwb.shape[4]
+    N, OD, OH, OW = dyb.shape[0], dyb.shape[2], dyb.shape[3], dyb.shape[4]
+    Dp, Hp, Wp = xb.shape[2], xb.shape[3], xb.shape[4]
+    dwf, dyf, xf = dwb.reshape(-1), dyb.reshape(-1), xb.reshape(-1)
+    xs = sw * 16
+    for job in prange(Ob * Cb * KD * KH):
+        kh = job % KH
+        t = job // KH
+        kd = t % KD
+        t //= KD
+        cb = t % Cb
+        ob = t // Cb
+        for kw in range(KW):
+{zero}
+            for n in range(N):
+                for od in range(OD):
+                    for oh in range(OH):
+                        dyrow = (((n * Ob + ob) * OD + od) * OH + oh) * OW * 16
+                        xrow = ((((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp + kw * dw) * 16
+                        for ow in range(OW):
+                            g = vload(dyf, dyrow + ow * 16)
+                            xk = xrow + ow * xs
+{fmas}
+            base = (((((ob * Cb + cb) * KD + kd) * KH + kh) * KW + kw)) * 256
+{store}
+"""
+
+
+def _forward_kernel(nb: int):
+    return codegen.load(f"conv_forward_nb{nb}_rw{_BLOCKS[nb]}", _forward_source(nb, _BLOCKS[nb])).kernel
+
+
+def _backward_weight_kernel():
+    return codegen.load("conv_backward_weight_c16", _backward_weight_source()).kernel
+
+
+def _vectors_per_block(out_blocks: int) -> tuple[int, int]:
+    """(NB, padded number of output blocks)."""
+    if out_blocks == 1:
+        return 1, 1
+    padded = out_blocks + out_blocks % 2
+    return (4 if padded % 4 == 0 else 2), padded
+
+
+def _plan(out_channels: int, out_width: int) -> tuple[int, int, int]:
+    """(NB, padded output blocks, padded output width) of the forward register block."""
+    nb, ob_padded = _vectors_per_block(blocked.blocks(out_channels))
+    rw = _BLOCKS[nb]
+    return nb, ob_padded, -(-out_width // rw) * rw
+
+
+def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0)) -> None:
+    """out (N, O, OD, OH, OW) = valid conv of the blocked input xb, read from ``offsets``,
+    with w (O, C, KD, KH, KW) + bias (O,) or None."""
+    nb, ob_padded, owp = _plan(out.shape[1], out.shape[4])
+    wb = blocked.weight_to_blocked(w)
+    if ob_padded != wb.shape[0]:
+        wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
+    ob = np.empty((out.shape[0], ob_padded, *out.shape[2:4], owp, LANES), np.float32)
+    _forward_kernel(nb)(ob, xb, wb, blocked.bias_to_blocked(bias, ob_padded), *stride, *dilation, *offsets)
+    blocked.from_blocked(out, ob)
+
+
+def plan_width(out_channels: int, out_width: int) -> int:
+    """Padded output width: a multiple of the pixel block."""
+    return _plan(out_channels, out_width)[2]
+
+
+def adjoint_weight(w: np.ndarray) -> np.ndarray:
+    """w (O, C, KD, KH, KW) -> (C, O, KD, KH, KW): the adjoint convolution's outputs are
+    the forward's input channels (flipping is the caller's)."""
+    return w.transpose(1, 0, 2, 3, 4)
+
+
+def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:
+    """dw (O, C, KD, KH, KW) <- from blocked dyb (N, Ob, OD, OH, OW, 16) and xb (N, Cb, ...)."""
+    dwb = np.empty((dyb.shape[1], xb.shape[1], *dw.shape[2:], LANES, LANES), np.float32)
+    _backward_weight_kernel()(dwb, dyb, xb, *stride, *dilation)
+    blocked.weight_from_blocked(dw, dwb)
