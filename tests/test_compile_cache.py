@@ -9,11 +9,11 @@ import sys
 
 SCRIPT = """
 import json, numpy as np, fastconv as fc
-from fastconv.backends.cpu import blocked, conv, conv_simd
+from fastconv.backends.cpu import blocked, conv, conv_dense
 x = np.ones((1, 2, 6, 6), np.float64); w = np.ones((3, 2, 3, 3), np.float64)
 y64 = fc.conv2d(x, w, padding=1)  # direct kernels
 y32 = fc.conv2d(x.astype(np.float32), w.astype(np.float32), padding=1)  # generated SIMD kernels
-kernels = [conv._conv_forward_kernel, conv_simd._forward_kernel(1), blocked._to_blocked_kernel]
+kernels = [conv._conv_forward_kernel, conv_dense._forward_kernel(1), blocked._to_blocked_kernel]
 print(json.dumps({"hits": [sum(k.stats.cache_hits.values()) for k in kernels],
                   "misses": [sum(k.stats.cache_misses.values()) for k in kernels],
                   "sum": [float(y64.sum()), float(y32.sum())], "cache_dir": fc.config.CACHE_DIR}))
