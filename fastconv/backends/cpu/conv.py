@@ -119,19 +119,18 @@ def _ints(geom: ConvGeometry) -> tuple[int, ...]:
     return (*geom.stride, *geom.dilation, geom.groups)
 
 
-def algorithm(op: str, geom: ConvGeometry, channels: tuple[int, int], dtype) -> str:
-    """``"simd"`` or ``"direct"`` for ``op`` (forward, backward_input, backward_weight) of a
-    convolution with ``channels = (C_in, C_out)``: the
+def algorithm(op: str, geom: ConvGeometry, dtype) -> str:
+    """``"simd"`` or ``"direct"`` for ``op`` (forward, backward_input, backward_weight): the
     register-blocked SIMD kernels wherever they apply, unless ``config.CONV_ALGORITHM``
     forces one (tests force each path so that every one is exercised)."""
-    if config.CONV_ALGORITHM == "direct" or not conv_simd.supports(geom, *channels, dtype):
+    if config.CONV_ALGORITHM == "direct" or not conv_simd.supports(geom, dtype):
         return "direct"
     return "simd"
 
 
 def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C/g, KD, KH, KW)) + bias (O,) or None."""
-    if algorithm("forward", geom, (x.shape[1], out.shape[1]), out.dtype) == "simd":
+    if algorithm("forward", geom, out.dtype) == "simd":
         conv_simd.conv_forward(out, x, w, bias, geom)
         return
     xp = layout.padded_input(x, geom)
@@ -141,7 +140,7 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
 
 def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
     """dx (N, C, D, H, W) <- d loss / d x from dy (N, O, OD, OH, OW) and w (O, C/g, KD, KH, KW)."""
-    if algorithm("backward_input", geom, (dx.shape[1], dy.shape[1]), dx.dtype) == "simd":
+    if algorithm("backward_input", geom, dx.dtype) == "simd":
         conv_simd.conv_backward_input(dx, dy, w, geom)
         return
     dy, w = layout.contiguous(dy), layout.contiguous(w)
@@ -155,7 +154,7 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
 
 def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     """dw (O, C/g, KD, KH, KW) <- d loss / d w from dy (N, O, OD, OH, OW) and x (N, C, D, H, W)."""
-    if algorithm("backward_weight", geom, (x.shape[1], dy.shape[1]), dw.dtype) == "simd":
+    if algorithm("backward_weight", geom, dw.dtype) == "simd":
         conv_simd.conv_backward_weight(dw, dy, x, geom)
         return
     _conv_backward_weight_kernel(dw, layout.contiguous(dy), layout.padded_input(x, geom), *_ints(geom))

@@ -11,6 +11,7 @@ are fixed: results are bitwise identical for any thread count.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -21,14 +22,28 @@ from . import blocked, conv_dense, conv_depthwise, layout
 from .simd import LANES
 
 
-def supports(geom: ConvGeometry, in_channels: int, out_channels: int, dtype) -> bool:
-    """float32 with groups = 1 (dense) or groups = C_in = C_out (depthwise); other grouped
-    convolutions stay on the direct kernels."""
-    return np.dtype(dtype) == np.float32 and (geom.groups == 1 or geom.groups == in_channels == out_channels)
+def supports(geom: ConvGeometry, dtype) -> bool:
+    """Every float32 convolution: dense, depthwise, or grouped (one dense one per group)."""
+    return np.dtype(dtype) == np.float32
 
 
 def _engine(geom: ConvGeometry):
     return conv_dense if geom.groups == 1 else conv_depthwise
+
+
+def _is_grouped(geom: ConvGeometry, in_channels: int, out_channels: int) -> bool:
+    """Grouped but not depthwise: run as ``groups`` dense convolutions."""
+    return geom.groups > 1 and not geom.groups == in_channels == out_channels
+
+
+def _group_slices(geom: ConvGeometry, in_channels: int, out_channels: int):
+    cpg, opg = in_channels // geom.groups, out_channels // geom.groups
+    for g in range(geom.groups):
+        yield slice(g * cpg, (g + 1) * cpg), slice(g * opg, (g + 1) * opg)
+
+
+def _ungrouped(geom: ConvGeometry) -> ConvGeometry:
+    return dataclasses.replace(geom, groups=1)
 
 
 def _maps(in_size, pad_lo, extents, mode):
@@ -83,7 +98,13 @@ def _fold_weight(w):
 
 
 def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
-    """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C, KD, KH, KW)) + bias."""
+    """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C/g, KD, KH, KW)) + bias."""
+    if _is_grouped(geom, x.shape[1], out.shape[1]):
+        for cs, os in _group_slices(geom, x.shape[1], out.shape[1]):
+            part = np.empty((out.shape[0], os.stop - os.start, *out.shape[2:]), np.float32)
+            conv_forward(part, x[:, cs], w[os], None if bias is None else bias[os], _ungrouped(geom))
+            out[:, os] = part
+        return
     engine = _engine(geom)
     if engine is conv_dense and _folds_width(geom, x.shape[1]):
         x, geom = _fold_width(x, geom)
@@ -152,6 +173,12 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
     """dx (N, C, D, H, W) <- d loss / d x: per stride phase, a stride-1 SIMD convolution of
     dy (N, O, OD, OH, OW) with the phase's taps of the adjoint weight, flipped.
     Other padding modes: the gradient of the padded input, folded back onto x."""
+    if _is_grouped(geom, dx.shape[1], dy.shape[1]):
+        for cs, os in _group_slices(geom, dx.shape[1], dy.shape[1]):
+            part = np.empty((dx.shape[0], cs.stop - cs.start, *dx.shape[2:]), np.float32)
+            conv_backward_input(part, dy[:, os], w[os], _ungrouped(geom))
+            dx[:, cs] = part
+        return
     engine = _engine(geom)
     if geom.padding_mode == "zeros":
         _backward_input_zeros(engine, dx, dy, w, geom.stride, geom.dilation, geom.pad_lo)
@@ -162,7 +189,11 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
 
 
 def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
-    """dw (O, C, KD, KH, KW) <- sum over n and outputs of dy (N, O, OD, OH, OW) x x_padded."""
+    """dw (O, C/g, KD, KH, KW) <- sum over n and outputs of dy (N, O, OD, OH, OW) x x_padded."""
+    if _is_grouped(geom, x.shape[1], dy.shape[1]):
+        for cs, os in _group_slices(geom, x.shape[1], dy.shape[1]):
+            conv_backward_weight(dw[os], dy[:, os], x[:, cs], _ungrouped(geom))
+        return
     engine = _engine(geom)
     if engine is conv_dense and _folds_width(geom, x.shape[1]):
         x_folded, unit = _fold_width(x, geom)
