@@ -45,8 +45,12 @@ def _conv_forward_kernel(out, xp, w, bias, stride_d, stride_h, stride_w, dil_d, 
                     for kw in range(KW):
                         wv = w[o, c, kd, kh, kw]
                         base = kw * dil_w
-                        for ow in range(OW):
-                            row[ow] += wv * xrow[base + ow * stride_w]
+                        if stride_w == 1:  # unit stride: a contiguous, vectorised loop
+                            for ow in range(OW):
+                                row[ow] += wv * xrow[base + ow]
+                        else:
+                            for ow in range(OW):
+                                row[ow] += wv * xrow[base + ow * stride_w]
 
 
 @njit(**_JIT)
@@ -82,8 +86,12 @@ def _conv_backward_input_kernel(dxp, dy, w, stride_d, stride_h, stride_w, dil_d,
                     for kw in range(KW):  # along the row the thread owns, scatter is race-free
                         wv = w[o, cg, kd, kh, kw]
                         base = kw * dil_w
-                        for ow in range(OW):
-                            row[base + ow * stride_w] += wv * dyrow[ow]
+                        if stride_w == 1:
+                            for ow in range(OW):
+                                row[base + ow] += wv * dyrow[ow]
+                        else:
+                            for ow in range(OW):
+                                row[base + ow * stride_w] += wv * dyrow[ow]
 
 
 @njit(**_JIT)
@@ -110,8 +118,12 @@ def _conv_backward_weight_kernel(dw, dy, xp, stride_d, stride_h, stride_w, dil_d
                     for oh in range(OH):
                         xrow = xp[n, ci, od * stride_d + kd * dil_d, oh * stride_h + kh * dil_h]
                         dyrow = dy[n, o, od, oh]
-                        for ow in range(OW):
-                            acc += dyrow[ow] * xrow[base + ow * stride_w]
+                        if stride_w == 1:
+                            for ow in range(OW):
+                                acc += dyrow[ow] * xrow[base + ow]
+                        else:
+                            for ow in range(OW):
+                                acc += dyrow[ow] * xrow[base + ow * stride_w]
             dw[o, c, kd, kh, kw] = acc
 
 
