@@ -11,9 +11,10 @@ from . import config
 
 config.install_cache_dir()  # before any kernel module imports numba
 
+from . import nn  # noqa: E402
 from .functional import *  # noqa: E402,F403
 from .functional import __all__ as _functional_all  # noqa: E402
-from . import nn  # noqa: E402
+from .summary import summary  # noqa: E402  (the function shadows the module name)
 
 __version__ = "0.1.0"
-__all__ = [*_functional_all, "__version__"]
+__all__ = [*_functional_all, "nn", "summary", "__version__"]

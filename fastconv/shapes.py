@@ -309,7 +309,7 @@ def check_probability(name: str, p) -> float:
 
 def check_features(layer: str, x, axis: int, expected: int) -> None:
     """``x.shape[axis] == expected``, the feature/channel count a layer was built for."""
-    if x.shape[axis] != expected:
+    if tuple(x.shape)[axis] != expected:
         raise ValueError(
             f"{layer} expects {expected} features on axis {axis} of x, got x of shape {tuple(x.shape)}"
         )
@@ -414,10 +414,11 @@ class PoolGeometry:
             (1,) * k + self.dilation,
         )
 
-    def windows(self) -> list[tuple[list[int], list[int], list[int]]]:
-        """Per axis ``(first, stop, padded_count)``: window ``o`` reads the input cells
-        ``range(first[o], stop[o], dilation)`` and spans ``padded_count[o]`` cells of the
-        padded input, its right end clipped there (PyTorch's divisor with count_include_pad)."""
+    def windows(self) -> list[tuple[list[int], ...]]:
+        """Per axis ``(start, first, stop, padded_count)``: window ``o`` has taps
+        ``start[o] + j*dilation`` (``j < kernel``), reads those in ``range(first[o], stop[o])``
+        and spans ``padded_count[o]`` cells of the padded input, its right end clipped there
+        (PyTorch's divisor with count_include_pad)."""
         axes = []
         for n, o_n, k, s, p, dil in zip(
             self.in_size,
@@ -428,13 +429,12 @@ class PoolGeometry:
             self.dilation,
             strict=True,
         ):
-            first, stop, count = [], [], []
-            for o in range(o_n):
-                start, end = o * s - p, o * s - p + dil * (k - 1) + 1
-                first.append(start + (-(start // dil)) * dil if start < 0 else start)
-                stop.append(min(end, n))
-                count.append(min(end, n + p) - start)
-            axes.append((first, stop, count))
+            starts = [o * s - p for o in range(o_n)]
+            ends = [a + dil * (k - 1) + 1 for a in starts]
+            first = [a + (-(a // dil)) * dil if a < 0 else a for a in starts]
+            stop = [min(e, n) for e in ends]
+            count = [min(e, n + p) - a for a, e in zip(starts, ends, strict=True)]
+            axes.append((starts, first, stop, count))
         return axes
 
 
@@ -450,17 +450,22 @@ class AdaptivePoolGeometry:
     def dilation(self) -> tuple[int, ...]:
         return (1,) * len(self.in_size)
 
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        """The largest window per axis."""
+        return tuple(max(c) for *_, c in self.windows())
+
     def lift3(self) -> AdaptivePoolGeometry:
         k = 3 - len(self.in_size)
         return AdaptivePoolGeometry((1,) * k + self.in_size, (1,) * k + self.out_size)
 
-    def windows(self) -> list[tuple[list[int], list[int], list[int]]]:
-        """Per axis ``(first, stop, count)``, as ``PoolGeometry.windows``."""
+    def windows(self) -> list[tuple[list[int], ...]]:
+        """Per axis ``(start, first, stop, count)``, as ``PoolGeometry.windows`` (start = first)."""
         axes = []
         for n, o_n in zip(self.in_size, self.out_size, strict=True):
             first = [o * n // o_n for o in range(o_n)]
             stop = [-(-(o + 1) * n // o_n) for o in range(o_n)]
-            axes.append((first, stop, [b - a for a, b in zip(first, stop, strict=True)]))
+            axes.append((first, first, stop, [b - a for a, b in zip(first, stop, strict=True)]))
         return axes
 
 
@@ -504,7 +509,7 @@ def pool_geometry(d: int, x_shape, kernel_size, stride, padding, dilation=1, cei
             f"for kernel_size={kernel}, dilation={dilation}, padding={pad}, stride={stride}"
         )
     geom = PoolGeometry(in_size, out_size, kernel, stride, pad, dilation)
-    for axis, (first, stop, _) in enumerate(geom.windows()):
+    for axis, (_, first, stop, _) in enumerate(geom.windows()):
         if any(a >= b for a, b in zip(first, stop, strict=True)):
             raise ValueError(
                 f"with kernel_size={kernel}, dilation={dilation} and padding={pad}, a window on "
@@ -599,3 +604,34 @@ def unpool_output_size(d: int, in_size, kernel, stride, pad, output_size) -> tup
             f"with input size {tuple(in_size)}, kernel_size={kernel}, stride={stride}, padding={pad}"
         )
     return size
+
+
+def check_float_dtype(dtype) -> np.dtype:
+    """A layer's ``dtype`` argument: float32 or float64."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def check_host(layer: str, **arrays) -> None:
+    """Layers that compute in NumPy take CPU arrays only (None skipped)."""
+    from .backends import device_of
+
+    for name, a in arrays.items():
+        if a is not None and device_of(a) == "cuda":
+            raise TypeError(
+                f"{layer} computes in NumPy and takes CPU arrays only, got a CUDA array for "
+                f"{name}; on CUDA arrays fastconv.nn runs every layer but Softmax, "
+                "LocalResponseNorm and Concat: move this part with fastconv.nn.module.move(x, 'cpu')"
+            )
+
+
+def check_real(name: str, value, positive: bool = False) -> float:
+    """A finite real number (``positive``: > 0), returned as a float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} of type {type(value).__name__}")
+    if not math.isfinite(value) or (positive and value <= 0):
+        rule = "a positive finite number" if positive else "finite"
+        raise ValueError(f"{name} must be {rule}, got {value}")
+    return float(value)

@@ -127,4 +127,147 @@ def conv_backward_bias(dy):
 
 # -- transposed convolution --
 
+
+def conv_transpose(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """The notes' expanding convolution as a scatter loop: every input cell adds ``x * w`` onto
+    the window it expands to, ``z[n, o, i*stride + k*dilation] += w[c, o, k] * x[n, c, i]``;
+    then ``padding`` cells are cropped from each end and ``output_padding`` appended.
+
+    w (C_in, C_out/groups, *k)."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    d = x.ndim - 2
+    stride, dilation = _tuple(stride, d), _tuple(dilation, d)
+    padding, output_padding = _tuple(padding, d), _tuple(output_padding, d)
+    kernel = w.shape[2:]
+    full = [
+        (n - 1) * s + dil * (k - 1) + 1 + op
+        for n, s, dil, k, op in zip(x.shape[2:], stride, dilation, kernel, output_padding, strict=True)
+    ]
+    opg, cpg = w.shape[1], x.shape[1] // groups
+    z = np.zeros((x.shape[0], opg * groups, *full))
+    for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
+        g = c // cpg
+        for p in itertools.product(*(range(s) for s in x.shape[2:])):
+            win = (n, slice(g * opg, (g + 1) * opg), *_window(p, stride, dilation, kernel))
+            z[win] += x[(n, c, *p)] * w[c]
+    out = [f - 2 * p for f, p in zip(full, padding, strict=True)]
+    z = z[(slice(None), slice(None), *(slice(p, p + o) for p, o in zip(padding, out, strict=True)))]
+    return z + (0.0 if b is None else np.asarray(b, np.float64).reshape(-1, *[1] * d))
+
+
 # -- pooling --
+
+
+def pool_output_size(n, k, s, p, dil, ceil_mode):
+    """PyTorch's rule; in ceil_mode the last window must start inside the input or left padding."""
+    span = n + 2 * p - dil * (k - 1) - 1
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    return out - 1 if ceil_mode and (out - 1) * s >= n + p else out
+
+
+def _pool_windows(size, kernel, stride, padding, dilation, ceil_mode):
+    """(output size, windows): every window as (output position, the input positions it reads
+    with padding dropped, the number of cells it covers in the padded input, clipped at the
+    right padding's end)."""
+    d = len(size)
+    kernel = _tuple(kernel, d)
+    stride = kernel if stride is None else _tuple(stride, d)
+    padding, dilation = _tuple(padding, d), _tuple(dilation, d)
+    out = [pool_output_size(*a, ceil_mode) for a in zip(size, kernel, stride, padding, dilation, strict=True)]
+    windows = []
+    for o in itertools.product(*(range(m) for m in out)):
+        taps = [
+            [i * s - p + j * dil for j in range(k)]
+            for i, s, p, dil, k in zip(o, stride, padding, dilation, kernel, strict=True)
+        ]
+        inside = [[t for t in ts if 0 <= t < n] for ts, n in zip(taps, size, strict=True)]
+        padded = np.prod(
+            [len([t for t in ts if t < n + p]) for ts, n, p in zip(taps, size, padding, strict=True)]
+        )
+        windows.append((o, list(itertools.product(*inside)), padded))
+    return out, windows
+
+
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """(out, indices): the largest cell of every window and its flat position in the (n, c)
+    plane; ties: the first in scan order; a window with NaN gives NaN at its last NaN."""
+    x = np.asarray(x, np.float64)
+    out, windows = _pool_windows(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    return _max_over(x, out, [(o, cells) for o, cells, _ in windows])
+
+
+def _max_over(x, out, windows):
+    y = np.zeros((*x.shape[:2], *out))
+    idx = np.zeros(y.shape, np.int64)
+    for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
+        for o, cells in windows:
+            vals = [x[(n, c, *cell)] for cell in cells]
+            nans = [i for i, v in enumerate(vals) if np.isnan(v)]
+            best = nans[-1] if nans else int(np.argmax(vals))
+            y[(n, c, *o)] = vals[best]
+            idx[(n, c, *o)] = np.ravel_multi_index(cells[best], x.shape[2:])
+    return y, idx
+
+
+def max_pool_backward(dy, indices, input_shape):
+    """Every dy cell added to the input cell its index names."""
+    dx = np.zeros(input_shape)
+    for n, c in itertools.product(range(input_shape[0]), range(input_shape[1])):
+        for o in itertools.product(*(range(m) for m in dy.shape[2:])):
+            cell = np.unravel_index(indices[(n, c, *o)], input_shape[2:])
+            dx[(n, c, *cell)] += dy[(n, c, *o)]
+    return dx
+
+
+def avg_pool(
+    x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None
+):
+    """Window sums (zero padding) divided by divisor_override, or by the window's cells in the
+    padded input (count_include_pad), or by its input cells."""
+    x = np.asarray(x, np.float64)
+    out, windows = _pool_windows(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
+    y = np.zeros((*x.shape[:2], *out))
+    for o, cells, padded in windows:
+        div = divisor_override or (padded if count_include_pad else len(cells))
+        total = sum(x[(slice(None), slice(None), *cell)] for cell in cells)
+        y[(slice(None), slice(None), *o)] = total / div
+    return y
+
+
+def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """(sum over the window of x**p) ** (1/p); as PyTorch, a window clipped by ceil_mode is
+    averaged over its cells and scaled by the full kernel size."""
+    x = np.asarray(x, np.float64)
+    avg = avg_pool(x**norm_type, kernel_size, stride, 0, ceil_mode)
+    return (avg * np.prod(_tuple(kernel_size, x.ndim - 2))) ** (1.0 / norm_type)
+
+
+def _adaptive_windows(size, out_size):
+    """Output cell o of an axis of size n pools cells floor(o*n/out) .. ceil((o+1)*n/out) - 1."""
+    for o in itertools.product(*(range(m) for m in out_size)):
+        ranges = [range(i * n // m, -(-(i + 1) * n // m)) for i, n, m in zip(o, size, out_size, strict=True)]
+        yield o, list(itertools.product(*ranges))
+
+
+def adaptive_avg_pool(x, output_size):
+    x = np.asarray(x, np.float64)
+    out = _tuple(output_size, x.ndim - 2)
+    y = np.zeros((*x.shape[:2], *out))
+    for o, cells in _adaptive_windows(x.shape[2:], out):
+        y[(slice(None), slice(None), *o)] = sum(x[(slice(None), slice(None), *c)] for c in cells) / len(cells)
+    return y
+
+
+def adaptive_max_pool(x, output_size):
+    x = np.asarray(x, np.float64)
+    out = _tuple(output_size, x.ndim - 2)
+    return _max_over(x, out, list(_adaptive_windows(x.shape[2:], out)))
+
+
+def max_unpool(x, indices, output_shape):
+    """Zeros of output_shape with every x cell written at its flat plane index (in order)."""
+    y = np.zeros(output_shape)
+    for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
+        for o in itertools.product(*(range(m) for m in x.shape[2:])):
+            y[(n, c, *np.unravel_index(indices[(n, c, *o)], output_shape[2:]))] = x[(n, c, *o)]
+    return y

@@ -38,6 +38,18 @@ def get(device: str) -> ModuleType:
     return importlib.import_module(_MODULES[device])
 
 
+def cuda_available() -> bool:
+    """True when numba-cuda is installed and sees a GPU (or ``NUMBA_ENABLE_CUDASIM=1``).
+
+    The first call imports ``numba.cuda``; importing fastconv never does.
+    """
+    try:
+        backend = get("cuda")
+    except ImportError:
+        return False
+    return backend.is_available()
+
+
 def backend_for(**arrays) -> ModuleType:
     """The backend of the given arrays (None skipped); all must live on one device."""
     devices = {name: device_of(a) for name, a in arrays.items() if a is not None}

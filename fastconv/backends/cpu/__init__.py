@@ -1,6 +1,8 @@
 """The CPU backend: Numba kernels behind the op names ``functional`` calls.
 
-Every op uses destination passing: ``op(out, *inputs, geometry)``, returns nothing.
+Every op uses destination passing: ``op(out, *inputs, geometry)``, returns nothing. Each
+op that runs a parallel kernel is wrapped by ``threads.guarded`` (one lock for all callers;
+a clear error in an unsafe forked child), applied once at the end of this module.
 """
 
 from __future__ import annotations
@@ -13,6 +15,20 @@ from .conv_transpose import (
     conv_transpose_backward_weight,
     conv_transpose_forward,
 )
+from .elementwise import (
+    add,
+    copy,
+    leaky_relu_backward,
+    leaky_relu_forward,
+    mul,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from .optim import adam_step, sgd_step
 from .pool import (
     avg_pool_backward,
     avg_pool_forward,
@@ -23,6 +39,7 @@ from .pool import (
     max_unpool_backward,
     max_unpool_forward,
 )
+from .threads import guarded
 
 name = "cpu"
 
@@ -43,6 +60,19 @@ def to_device(a) -> np.ndarray:
 
 
 __all__ = [
+    "add",
+    "copy",
+    "mul",
+    "adam_step",
+    "leaky_relu_backward",
+    "leaky_relu_forward",
+    "relu_backward",
+    "relu_forward",
+    "sgd_step",
+    "sigmoid_backward",
+    "sigmoid_forward",
+    "tanh_backward",
+    "tanh_forward",
     "conv_backward_bias",
     "conv_backward_input",
     "conv_backward_weight",
@@ -63,3 +93,8 @@ __all__ = [
     "to_device",
     "zeros",
 ]
+
+for _op in __all__:
+    if _op not in ("empty", "zeros", "name", "to_device"):
+        globals()[_op] = guarded(globals()[_op])
+del _op

@@ -8,12 +8,48 @@ the geometry of that convolution (``shapes.conv_transpose_geometry``), lifted to
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from ...shapes import ConvGeometry
 from .conv import conv_backward_input, conv_backward_weight, conv_forward
 
 
+def _disjoint_blocks(geom: ConvGeometry) -> bool:
+    """kernel == stride, no padding, dilation or output_padding: every input cell writes its
+    own kernel-sized block of the output (U-Net's 2x2/stride-2 up-convolution)."""
+    return (
+        geom.kernel == geom.stride
+        and not any(geom.pad_lo)
+        and all(d == 1 for d in geom.dilation)
+        and geom.in_size == tuple(o * k for o, k in zip(geom.out_size, geom.kernel, strict=True))
+    )
+
+
+def _blocks_forward(out, x, w, bias, geom: ConvGeometry) -> None:
+    """The disjoint-blocks case as a 1x1 convolution to C_out*KD*KH*KW channels (one per block
+    cell, on the fast forward kernels) followed by a depth-to-space copy."""
+    (n, c_in), (_, opg) = x.shape[:2], w.shape[:2]
+    groups, taps, c_out = geom.groups, math.prod(geom.kernel), out.shape[1]
+    # w1[(g*opg + o)*taps + t, c] = w[g*cpg + c, o, t]
+    w1 = w.reshape(groups, c_in // groups, opg, taps).transpose(0, 2, 3, 1)
+    w1 = np.ascontiguousarray(w1).reshape(c_out * taps, c_in // groups, 1, 1, 1)
+    b1 = None if bias is None else np.repeat(bias, taps)
+    size = geom.out_size
+    geom1 = ConvGeometry((1, 1, 1), (0, 0, 0), (0, 0, 0), (1, 1, 1), groups, size, (1, 1, 1), size)
+    z = np.empty((n, c_out * taps, *size), out.dtype)
+    conv_forward(z, x, w1, b1, geom1)
+    (kd, kh, kw), (d, h, wd) = geom.kernel, size
+    blocks = out.reshape(n, c_out, d, kd, h, kh, wd, kw)
+    blocks[...] = z.reshape(n, c_out, kd, kh, kw, d, h, wd).transpose(0, 1, 5, 2, 6, 3, 7, 4)
+
+
 def conv_transpose_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """out (N, C_out, *out) <- conv_transpose(x (N, C_in, *in), w (C_in, C_out/g, *k)) + bias."""
+    if _disjoint_blocks(geom):
+        _blocks_forward(out, x, w, bias, geom)
+        return
     conv_backward_input(out, x, w, geom)
     if bias is not None:
         out += bias.reshape(-1, 1, 1, 1)

@@ -2,12 +2,14 @@
 index scatters of max pooling's backward and unpooling.
 
 Every pooling arrives lifted to 3-D and describes its windows by per-axis tables from its
-geometry (first cell, stop, count; see ``shapes.PoolGeometry.windows``), so regular,
+geometry (start, first cell, stop, count; see ``shapes.PoolGeometry.windows``), so regular,
 ceil_mode and adaptive windows share one compiled kernel per pass and dtype. Padding is never
 materialised: a window skips the cells outside the input, so max pooling's -inf padding never
 wins and average pooling counts padding only in its divisor. Forward kernels parallelise over
-output rows; backward kernels and scatters over (n, c) planes, one thread owning a plane and
-accumulating in a fixed order, so results are race-free and bitwise deterministic.
+output rows and sweep each window tap along the whole row (visiting every window's cells in
+scan order), which LLVM vectorises; backward kernels and scatters parallelise over (n, c)
+planes, one thread owning a plane and accumulating in a fixed order. Results are race-free
+and bitwise identical for any thread count.
 """
 
 from __future__ import annotations
@@ -25,7 +27,21 @@ _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
 @njit(**_JIT)
 def _max_pool_kernel(
-    out, idx, x, first_d, stop_d, first_h, stop_h, first_w, stop_w, dil_d, dil_h, dil_w, with_indices
+    out,
+    idx,
+    x,
+    first_d,
+    stop_d,
+    first_h,
+    stop_h,
+    start_w,
+    first_w,
+    stop_w,
+    taps_w,
+    dil_d,
+    dil_h,
+    dil_w,
+    with_indices,
 ):
     # out, idx (N, C, OD, OH, OW) = max of x (N, C, D, H, W) over each window and (if with_indices) its flat index d*H*W + h*W + w
     N, C, OD, OH, OW = out.shape
@@ -37,46 +53,66 @@ def _max_pool_kernel(
         t //= OD
         c = t % C
         n = t // C
-        plane = x[n, c]
-        for ow in range(OW):
-            best = out.dtype.type(-np.inf)
-            best_i = (first_d[od] * H + first_h[oh]) * W + first_w[ow]
-            for i_d in range(first_d[od], stop_d[od], dil_d):
-                for ih in range(first_h[oh], stop_h[oh], dil_h):
-                    for iw in range(first_w[ow], stop_w[ow], dil_w):
-                        v = plane[i_d, ih, iw]
-                        if (
-                            v > best or v != v
-                        ):  # first maximum wins; a NaN wins and the last NaN sticks (PyTorch)
-                            best = v
-                            best_i = (i_d * H + ih) * W + iw
-            out[n, c, od, oh, ow] = best
-            if with_indices:
-                idx[n, c, od, oh, ow] = best_i
+        orow, irow = out[n, c, od, oh], idx[n, c, od, oh] if with_indices else idx[0, 0, 0, 0]
+        orow[:] = -np.inf
+        if with_indices:  # an all -inf window points at its first cell
+            for ow in range(OW):
+                irow[ow] = (first_d[od] * H + first_h[oh]) * W + first_w[ow]
+        # taps in window scan order (d, h, w), each swept along the row: vectorises over ow
+        for i_d in range(first_d[od], stop_d[od], dil_d):
+            for ih in range(first_h[oh], stop_h[oh], dil_h):
+                xrow = x[n, c, i_d, ih]
+                for j in range(taps_w):
+                    for ow in range(OW):
+                        iw = start_w[ow] + j * dil_w
+                        if iw >= first_w[ow] and iw < stop_w[ow]:
+                            v = xrow[iw]
+                            # first maximum wins; NaN wins and the last NaN sticks (PyTorch)
+                            take = v > orow[ow] or v != v
+                            orow[ow] = v if take else orow[ow]
+                            if with_indices:
+                                irow[ow] = (i_d * H + ih) * W + iw if take else irow[ow]
 
 
 @njit(**_JIT)
 def _avg_pool_kernel(
-    out, x, first_d, stop_d, count_d, first_h, stop_h, count_h, first_w, stop_w, count_w, divisor
+    out,
+    x,
+    first_d,
+    stop_d,
+    count_d,
+    first_h,
+    stop_h,
+    count_h,
+    start_w,
+    first_w,
+    stop_w,
+    count_w,
+    taps_w,
+    divisor,
 ):
     # out (N, C, OD, OH, OW) = window sums of x (N, C, D, H, W) / (divisor, or count_d*count_h*count_w if divisor == 0)
     N, C, OD, OH, OW = out.shape
-    for job in prange(N * C * OD * OH):
+    for job in prange(N * C * OD * OH):  # one output row per job, taps swept along it
         oh = job % OH
         t = job // OH
         od = t % OD
         t //= OD
         c = t % C
         n = t // C
-        plane = x[n, c]
+        orow = out[n, c, od, oh]
+        orow[:] = 0
+        for i_d in range(first_d[od], stop_d[od]):
+            for ih in range(first_h[oh], stop_h[oh]):
+                xrow = x[n, c, i_d, ih]
+                for j in range(taps_w):
+                    for ow in range(OW):
+                        iw = start_w[ow] + j
+                        if iw >= first_w[ow] and iw < stop_w[ow]:
+                            orow[ow] += xrow[iw]
         for ow in range(OW):
-            acc = out.dtype.type(0)
-            for i_d in range(first_d[od], stop_d[od]):
-                for ih in range(first_h[oh], stop_h[oh]):
-                    for iw in range(first_w[ow], stop_w[ow]):
-                        acc += plane[i_d, ih, iw]
             div = divisor if divisor != 0 else count_d[od] * count_h[oh] * count_w[ow]
-            out[n, c, od, oh, ow] = acc / out.dtype.type(div)
+            orow[ow] /= out.dtype.type(div)
 
 
 @njit(**_JIT)
@@ -122,13 +158,14 @@ def _gather_kernel(out, src, idx):
             out[p, j] = src[p, idx[p, j]]
 
 
-def _tables(geom, count_include_pad: bool = True) -> list[np.ndarray]:
-    """first, stop, count per axis (D, H, W) as int64 arrays; ``count`` is the clipped window
-    size unless ``count_include_pad``."""
+def _tables(geom, count_include_pad: bool = True) -> list[list[np.ndarray]]:
+    """Per axis (D, H, W): start, first, stop, count as int64 arrays; ``count`` is the clipped
+    window size unless ``count_include_pad``."""
     tables = []
-    for first, stop, count in geom.windows():
+    for start, first, stop, count in geom.windows():
         first, stop = np.array(first, np.int64), np.array(stop, np.int64)
-        tables += [first, stop, np.array(count, np.int64) if count_include_pad else stop - first]
+        count = np.array(count, np.int64) if count_include_pad else stop - first
+        tables.append([np.array(start, np.int64), first, stop, count])
     return tables
 
 
@@ -140,11 +177,24 @@ def _planes(a: np.ndarray) -> np.ndarray:
 def max_pool_forward(out, indices, x, geom) -> None:
     """out, indices (N, C, OD, OH, OW) <- max pooling of x (N, C, D, H, W); geom lifted to 3-D
     (``PoolGeometry`` or ``AdaptivePoolGeometry``); ``indices=None`` skips them."""
-    t = _tables(geom)
-    del t[2::3]  # max pooling needs no counts
+    (_, first_d, stop_d, _), (_, first_h, stop_h, _), (start_w, first_w, stop_w, _) = _tables(geom)
     with_indices = indices is not None
     idx = indices if with_indices else np.empty((1, 1, 1, 1, 1), np.int64)
-    _max_pool_kernel(out, idx, layout.contiguous(x), *t, *geom.dilation, with_indices)
+    _max_pool_kernel(
+        out,
+        idx,
+        layout.contiguous(x),
+        first_d,
+        stop_d,
+        first_h,
+        stop_h,
+        start_w,
+        first_w,
+        stop_w,
+        geom.kernel[2],
+        *geom.dilation,
+        with_indices,
+    )
 
 
 def max_pool_backward(dx, dy, indices) -> None:
@@ -154,14 +204,18 @@ def max_pool_backward(dx, dy, indices) -> None:
 
 def avg_pool_forward(out, x, geom, count_include_pad: bool, divisor_override: int) -> None:
     """out (N, C, OD, OH, OW) <- average pooling of x (N, C, D, H, W); divisor_override 0 = none."""
-    t = _tables(geom, count_include_pad)
-    _avg_pool_kernel(out, layout.contiguous(x), *t, divisor_override)
+    d_axis, h_axis, w_axis = _tables(geom, count_include_pad)
+    _avg_pool_kernel(
+        out, layout.contiguous(x), *d_axis[1:], *h_axis[1:], *w_axis, geom.kernel[2], divisor_override
+    )
 
 
 def avg_pool_backward(dx, dy, geom, count_include_pad: bool, divisor_override: int) -> None:
     """dx (N, C, D, H, W) <- gradient of average pooling from dy (N, C, OD, OH, OW)."""
-    t = _tables(geom, count_include_pad)
-    _avg_pool_backward_kernel(dx, layout.contiguous(dy), *t, divisor_override)
+    d_axis, h_axis, w_axis = _tables(geom, count_include_pad)
+    _avg_pool_backward_kernel(
+        dx, layout.contiguous(dy), *d_axis[1:], *h_axis[1:], *w_axis[1:], divisor_override
+    )
 
 
 def lp_pool_forward(out, x, norm_type: float, geom) -> None:

@@ -1,0 +1,100 @@
+"""``python -m fastconv bench``: it runs on a tiny subset of the layer suite, its JSON parses,
+and a wrong kernel is reported, never timed. Speed itself is never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numba
+import pytest
+
+import fastconv
+from fastconv import bench
+
+TINY = ["--layers", "lenet_c3,global_avgpool", "--repeat", "1"]
+ROWS = [
+    ("lenet_c3", "forward"),
+    ("lenet_c3", "backward_input"),
+    ("lenet_c3", "backward_weight"),
+    ("global_avgpool", "forward"),
+    ("global_avgpool", "backward_input"),
+]
+TORCH = [False] + ([True] if bench.import_torch() is not None else [])
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_counts():
+    """The command sets Numba's and PyTorch's thread counts; restore them after each test."""
+    torch = bench.import_torch()
+    saved = numba.get_num_threads(), None if torch is None else torch.get_num_threads()
+    yield
+    numba.set_num_threads(saved[0])
+    if torch is not None:
+        torch.set_num_threads(saved[1])
+
+
+def _run(tmp_path, argv):
+    path = tmp_path / "bench.json"
+    code = bench.main([*argv, "--json", str(path)])
+    assert sorted(tmp_path.iterdir()) == [path]  # written atomically: no temp file left
+    return code, json.loads(path.read_text())
+
+
+def test_layer_suite_copy():
+    layers = bench.load_layers()
+    assert len({layer["name"] for layer in layers}) == len(layers) == 18
+    assert {layer["op"] for layer in layers} == {"conv", "conv_transpose", "max_pool", "avg_pool"}
+    assert {len(layer["spatial"]) for layer in layers} == {1, 2, 3}
+
+
+@pytest.mark.parametrize("use_torch", TORCH)
+def test_json_output(tmp_path, capsys, use_torch):
+    code, data = _run(tmp_path, [*TINY, "--threads", "1"] + ([] if use_torch else ["--no-torch"]))
+    assert code == 0
+    assert data["environment"]["threads"] == 1 and data["repeat"] == 1
+    assert [(r["layer"], r["pass"]) for r in data["results"]] == ROWS
+    for row in data["results"]:
+        assert row["dtype"] == "float32" and row["ms"] > 0 and row["gflops"] > 0
+        assert ("ratio_to_torch" in row) == use_torch
+        if use_torch:
+            assert row["ratio_to_torch"] == pytest.approx(row["ms"] / row["torch_ms"])
+    printed = capsys.readouterr().out
+    assert all(f"{layer:<16}{pass_:<17}" in printed for layer, pass_ in ROWS)
+
+
+@pytest.mark.parametrize("use_torch", TORCH)
+def test_wrong_kernel_is_not_timed(tmp_path, monkeypatch, capsys, use_torch):
+    real = fastconv.conv2d_backward_weight
+    monkeypatch.setattr(fastconv, "conv2d_backward_weight", lambda *a, **k: real(*a, **k) * 1.01)
+    argv = ["--layers", "lenet_c3", "--passes", "backward_weight", "--repeat", "1"]
+    code, data = _run(tmp_path, argv + ([] if use_torch else ["--no-torch"]))
+    assert code == 1
+    [row] = data["results"]
+    assert "error" in row and "ms" not in row
+    assert "WRONG RESULT, not timed" in capsys.readouterr().out
+
+
+def test_pass_filter_and_float64(tmp_path):
+    argv = ["--layers", "global_avgpool,lenet_c3", "--passes", "backward_weight", "--dtype", "float64"]
+    code, data = _run(tmp_path, [*argv, "--repeat", "1", "--no-torch"])
+    assert code == 0  # pooling has no weight, so only lenet_c3 runs
+    assert [(r["layer"], r["pass"], r["dtype"]) for r in data["results"]] == [
+        ("lenet_c3", "backward_weight", "float64")
+    ]
+
+
+@pytest.mark.parametrize("argv", [["--layers", "nope"], ["--passes", "sideways"]])
+def test_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        bench.main(argv)
+    assert info.value.code == 2
+    assert repr(argv[1]) in capsys.readouterr().err
+
+
+def test_command_line():
+    argv = ["bench", "--layers", "global_avgpool", "--passes", "forward", "--repeat", "1", "--no-torch"]
+    result = subprocess.run([sys.executable, "-m", "fastconv", *argv], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "global_avgpool  forward" in result.stdout
