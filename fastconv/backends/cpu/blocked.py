@@ -10,6 +10,8 @@ have no branches.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -21,6 +23,21 @@ _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
 def blocks(channels: int) -> int:
     return -(-channels // LANES)
+
+
+_scratch: dict[str, np.ndarray] = {}
+
+
+def scratch(slot: str, shape) -> np.ndarray:
+    """A float32 work array of ``shape`` for ``slot`` ("input", "grad", "output"), reused
+    from call to call: a fresh allocation of a layer's blocked copy costs page faults on
+    every call (about a millisecond per 25 MB). Callers run under the backend lock and are
+    done with a slot before reusing it; each slot keeps the largest array it ever needed."""
+    size = math.prod(shape)
+    buf = _scratch.get(slot)
+    if buf is None or buf.size < size:
+        buf = _scratch[slot] = np.empty(size, np.float32)
+    return buf[:size].reshape(shape)
 
 
 @njit(**_JIT)
@@ -66,9 +83,10 @@ def _from_blocked_kernel(out, blocked):
                 dst[ow] = src[ow, c]
 
 
-def to_blocked(x: np.ndarray, maps) -> np.ndarray:
-    """x (N, C, D, H, W) float32 -> (N, Cb, len(map_d), len(map_h), len(map_w), 16)."""
-    out = np.empty((x.shape[0], blocks(x.shape[1]), *(len(m) for m in maps), LANES), np.float32)
+def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
+    """x (N, C, D, H, W) float32 -> (N, Cb, len(map_d), len(map_h), len(map_w), 16), in the
+    scratch array of ``slot``."""
+    out = scratch(slot, (x.shape[0], blocks(x.shape[1]), *(len(m) for m in maps), LANES))
     _to_blocked_kernel(out, x, *maps)
     return out
 
@@ -78,13 +96,27 @@ def from_blocked(out: np.ndarray, blocked: np.ndarray) -> None:
     _from_blocked_kernel(out, blocked)
 
 
+@njit(**_JIT)
+def _weight_to_blocked_kernel(out, w):
+    # out (Ob, Cb, KD, KH, KW, 16 c, 16 o) <- w (O, C, KD, KH, KW), zero-padded channels
+    Ob, Cb, KD, KH, KW = out.shape[:5]
+    O, C = w.shape[0], w.shape[1]
+    for job in prange(Ob * Cb):
+        ob, cb = job // Cb, job % Cb
+        for kd in range(KD):
+            for kh in range(KH):
+                for kw in range(KW):
+                    for c in range(LANES):
+                        for o in range(LANES):
+                            oi, ci = ob * LANES + o, cb * LANES + c
+                            out[ob, cb, kd, kh, kw, c, o] = w[oi, ci, kd, kh, kw] if oi < O and ci < C else 0
+
+
 def weight_to_blocked(w: np.ndarray) -> np.ndarray:
     """w (O, C, KD, KH, KW) -> (Ob, Cb, KD, KH, KW, 16 c, 16 o), zero-padded channels."""
-    o, c = w.shape[:2]
-    padded = np.zeros((blocks(o) * LANES, blocks(c) * LANES, *w.shape[2:]), np.float32)
-    padded[:o, :c] = w
-    split = padded.reshape(blocks(o), LANES, blocks(c), LANES, *w.shape[2:])
-    return np.ascontiguousarray(split.transpose(0, 2, 4, 5, 6, 3, 1))
+    out = np.empty((blocks(w.shape[0]), blocks(w.shape[1]), *w.shape[2:], LANES, LANES), np.float32)
+    _weight_to_blocked_kernel(out, np.ascontiguousarray(w, dtype=np.float32))
+    return out
 
 
 def weight_from_blocked(dw: np.ndarray, blocked: np.ndarray) -> None:

@@ -12,6 +12,8 @@ threads.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import blocked, codegen
@@ -114,10 +116,12 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
 """
 
 
+@functools.cache
 def _forward_kernel(nb: int):
     return codegen.load(f"conv_forward_nb{nb}_rw{_BLOCKS[nb]}", _forward_source(nb, _BLOCKS[nb])).kernel
 
 
+@functools.cache
 def _backward_weight_kernel():
     return codegen.load("conv_backward_weight_c16", _backward_weight_source()).kernel
 
@@ -144,7 +148,7 @@ def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0)) -> None:
     wb = blocked.weight_to_blocked(w)
     if ob_padded != wb.shape[0]:
         wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
-    ob = np.empty((out.shape[0], ob_padded, *out.shape[2:4], owp, LANES), np.float32)
+    ob = blocked.scratch("output", (out.shape[0], ob_padded, *out.shape[2:4], owp, LANES))
     _forward_kernel(nb)(ob, xb, wb, blocked.bias_to_blocked(bias, ob_padded), *stride, *dilation, *offsets)
     blocked.from_blocked(out, ob)
 

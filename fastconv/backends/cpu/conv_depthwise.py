@@ -111,7 +111,7 @@ def run_blocked(out, xb, w, bias, stride, dilation, offsets) -> None:
     w (C, 1, KD, KH, KW) + bias (C,) or None."""
     owp = plan_width(out.shape[1], out.shape[4])
     cb = blocked.blocks(out.shape[1])
-    ob = np.empty((out.shape[0], cb, *out.shape[2:4], owp, LANES), np.float32)
+    ob = blocked.scratch("output", (out.shape[0], cb, *out.shape[2:4], owp, LANES))
     _forward_kernel(
         ob, xb, _weight_to_blocked(w), blocked.bias_to_blocked(bias, cb), *stride, *dilation, *offsets
     )

@@ -203,7 +203,7 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
         dw[...] = dw_folded.reshape(o, c, kw, kd, kh).transpose(0, 1, 3, 4, 2)
         return
     identity = tuple(np.arange(n, dtype=np.int64) for n in dy.shape[2:])
-    dyb = blocked.to_blocked(layout.contiguous(dy), identity)
+    dyb = blocked.to_blocked(layout.contiguous(dy), identity, slot="grad")
     ext = layout.extents(geom)
     xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode))
     engine.backward_weight_blocked(dw, dyb, xb, geom.stride, geom.dilation)
