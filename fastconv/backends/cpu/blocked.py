@@ -41,10 +41,11 @@ def scratch(slot: str, shape) -> np.ndarray:
 
 
 @njit(**_JIT)
-def _to_blocked_kernel(out, x, map_d, map_h, map_w):
-    # out (N, Cb, Dp, Hp, Wp, 16) <- x (N, C, D, H, W) read through the index maps
-    N, Cb, Dp, Hp, Wp = out.shape[:5]
-    C = x.shape[1]
+def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h, map_w):
+    # out (N, Cb, Dp, Hp, Wp, 16): blocked channel ch reads x (N, C, D, H, W) channel src_c[ch] at
+    # (map_d[i], map_h[j*step_h + off_h[ch]], map_w[k*step_w + off_w[ch]]); a map entry -1 reads 0
+    N, Cb, Dp, Hp, Wp = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    channels = src_c.shape[0]
     for job in prange(N * Cb * Dp * Hp):
         ih = job % Hp
         t = job // Hp
@@ -52,17 +53,19 @@ def _to_blocked_kernel(out, x, map_d, map_h, map_w):
         t //= Dp
         cb = t % Cb
         n = t // Cb
-        src_d, src_h = map_d[i_d], map_h[ih]
+        src_d = map_d[i_d]
         row = out[n, cb, i_d, ih]
         for c in range(LANES):
-            ci = cb * LANES + c
-            if ci >= C or src_d < 0 or src_h < 0:
+            ch = cb * LANES + c
+            src_h = map_h[ih * step_h + off_h[ch]] if ch < channels else -1
+            if src_d < 0 or src_h < 0:
                 for iw in range(Wp):
                     row[iw, c] = 0
             else:
-                xrow = x[n, ci, src_d, src_h]
+                xrow = x[n, src_c[ch], src_d, src_h]
+                base = off_w[ch]
                 for iw in range(Wp):
-                    src_w = map_w[iw]
+                    src_w = map_w[iw * step_w + base]
                     row[iw, c] = xrow[src_w] if src_w >= 0 else 0
 
 
@@ -86,8 +89,18 @@ def _from_blocked_kernel(out, blocked):
 def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
     """x (N, C, D, H, W) float32 -> (N, Cb, len(map_d), len(map_h), len(map_w), 16), in the
     scratch array of ``slot``."""
-    out = scratch(slot, (x.shape[0], blocks(x.shape[1]), *(len(m) for m in maps), LANES))
-    _to_blocked_kernel(out, x, *maps)
+    zero = np.zeros(x.shape[1], np.int64)
+    return to_blocked_folded(
+        x, maps, np.arange(x.shape[1]), zero, zero, (1, 1), tuple(len(m) for m in maps), slot
+    )
+
+
+def to_blocked_folded(x, maps, src_c, off_h, off_w, steps, size, slot: str = "input") -> np.ndarray:
+    """x (N, C, D, H, W) float32 -> (N, ceil(len(src_c)/16), *size, 16) where blocked channel
+    ``ch`` is input channel ``src_c[ch]`` read at padded height ``j*steps[0] + off_h[ch]`` and
+    width ``k*steps[1] + off_w[ch]``: kernel taps folded into channels (a partial im2col)."""
+    out = scratch(slot, (x.shape[0], blocks(len(src_c)), *size, LANES))
+    _to_blocked_kernel(out, x, src_c, off_h, off_w, *steps, *maps)
     return out
 
 

@@ -61,40 +61,62 @@ def _lane_use(channels: int) -> float:
     return channels / (blocked.blocks(channels) * LANES)
 
 
-def _folds_width(geom: ConvGeometry, channels: int) -> bool:
-    """Few input channels fill few of the 16 lanes: fold the kernel's width taps into the
-    channel axis when that fills them much better (e.g. RGB with 7 taps: 3/16 -> 21/32)."""
-    kw = geom.kernel[2]
-    return kw > 1 and _lane_use(channels * kw) > 1.5 * _lane_use(channels)
+def _folded_axes(geom: ConvGeometry, channels: int) -> int:
+    """How many trailing spatial axes (0; 1 = width; 2 = height and width) to fold into the
+    channel axis. Few input channels fill few of the 16 lanes; folding the kernel's taps
+    into channels fills them (RGB with 7x7 taps: 3/16 lanes -> 21/32 -> 147/160)."""
+    kh, kw = geom.kernel[1:]
+    if kw == 1 or _lane_use(channels * kw) <= 1.5 * _lane_use(channels):
+        return 0
+    if (
+        kh > 1
+        and _lane_use(channels * kw) < 0.8
+        and _lane_use(channels * kh * kw) > 1.2 * _lane_use(channels * kw)
+    ):
+        return 2
+    return 1
 
 
-def _fold_width(x, geom: ConvGeometry):
-    """x (N, C, D, H, W) -> x' (N, C*KW, Dp, Hp, OW) with x'[.., c*KW + kw, .., ow] =
-    x_padded[.., c, .., ow*stride_w + kw*dil_w], and the geometry of the equivalent
-    convolution with a (KD, KH, 1) kernel: a partial im2col along the width."""
-    xp = layout.padded_input(x, geom)
-    ow, kw, sw, dw = geom.out_size[2], geom.kernel[2], geom.stride[2], geom.dilation[2]
-    cols = np.arange(kw)[:, None] * dw + np.arange(ow)[None, :] * sw  # (KW, OW)
-    folded = xp[..., cols]  # (N, C, Dp, Hp, KW, OW)
-    n, c, dp, hp = folded.shape[:4]
-    folded = np.ascontiguousarray(np.moveaxis(folded, 4, 2)).reshape(n, c * kw, dp, hp, ow)
+def _folded_input(x, geom: ConvGeometry, k: int, out_width: int):
+    """The blocked input of ``geom`` with the taps of its last ``k`` spatial axes folded into
+    the channels (blocked channel c*taps + t reads input channel c at tap t), gathered in one
+    pass from x (N, C, D, H, W); and the geometry of the equivalent convolution, whose
+    kernel is 1 on those axes."""
+    c = x.shape[1]
+    (od, oh, _), (sd, sh, sw), (dd, dh, dw) = geom.out_size, geom.stride, geom.dilation
+    kd, kh, kw = geom.kernel
+    taps_h = kh if k == 2 else 1
+    src_c = np.repeat(np.arange(c), taps_h * kw)
+    off_h = np.tile(np.repeat(np.arange(taps_h) * dh, kw), c)
+    off_w = np.tile(np.arange(kw) * dw, taps_h * c)
+    ext = _extents((od, oh, out_width), geom.kernel, geom.stride, geom.dilation)
+    maps = _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode)
+    size = (ext[0], oh if k == 2 else ext[1], out_width)
+    steps = (sh if k == 2 else 1, sw)
+    xb = blocked.to_blocked_folded(layout.contiguous(x), maps, src_c, off_h, off_w, steps, size)
     unit = ConvGeometry(
-        stride=(*geom.stride[:2], 1),
+        stride=(sd, 1 if k == 2 else sh, 1),
         pad_lo=(0, 0, 0),
         pad_hi=(0, 0, 0),
-        dilation=(*geom.dilation[:2], 1),
+        dilation=(dd, 1 if k == 2 else dh, 1),
         groups=1,
-        in_size=folded.shape[2:],
-        kernel=(*geom.kernel[:2], 1),
+        in_size=size,
+        kernel=(kd, 1 if k == 2 else kh, 1),
         out_size=geom.out_size,
     )
-    return folded, unit
+    return xb, unit
 
 
-def _fold_weight(w):
-    """w (O, C, KD, KH, KW) -> (O, C*KW, KD, KH, 1), matching ``_fold_width``."""
-    o, c, kd, kh, kw = w.shape
-    return np.ascontiguousarray(w.transpose(0, 1, 4, 2, 3)).reshape(o, c * kw, kd, kh, 1)
+def _fold_weight(w, k: int):
+    """w (O, C, KD, KH, KW) -> (O, C * taps, KD, [KH,] 1[, 1]), matching ``_folded_input``."""
+    moved = np.moveaxis(w, tuple(range(5 - k, 5)), tuple(range(2, 2 + k)))
+    return np.ascontiguousarray(moved).reshape(w.shape[0], -1, *w.shape[2 : 5 - k], *(1,) * k)
+
+
+def _unfold_weight(dw, dw_folded, k: int) -> None:
+    """dw (O, C, KD, KH, KW) <- the gradient with respect to ``_fold_weight(w, k)``."""
+    moved_shape = (*dw.shape[:2], *dw.shape[5 - k :], *dw.shape[2 : 5 - k])
+    dw[...] = np.moveaxis(dw_folded.reshape(moved_shape), tuple(range(2, 2 + k)), tuple(range(5 - k, 5)))
 
 
 def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
@@ -106,12 +128,14 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
             out[:, os] = part
         return
     engine = _engine(geom)
-    if engine is conv_dense and _folds_width(geom, x.shape[1]):
-        x, geom = _fold_width(x, geom)
-        w = _fold_weight(w)
     owp = engine.plan_width(out.shape[1], out.shape[4])
-    ext = _extents((*geom.out_size[:2], owp), geom.kernel, geom.stride, geom.dilation)
-    xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode))
+    k = _folded_axes(geom, x.shape[1]) if engine is conv_dense else 0
+    if k:
+        xb, geom = _folded_input(x, geom, k, owp)
+        w = _fold_weight(w, k)
+    else:
+        ext = _extents((*geom.out_size[:2], owp), geom.kernel, geom.stride, geom.dilation)
+        xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode))
     engine.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, (0, 0, 0))
 
 
@@ -195,15 +219,15 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
             conv_backward_weight(dw[os], dy[:, os], x[:, cs], _ungrouped(geom))
         return
     engine = _engine(geom)
-    if engine is conv_dense and _folds_width(geom, x.shape[1]):
-        x_folded, unit = _fold_width(x, geom)
-        o, c, kd, kh, kw = dw.shape
-        dw_folded = np.empty((o, c * kw, kd, kh, 1), np.float32)
-        conv_backward_weight(dw_folded, dy, x_folded, unit)
-        dw[...] = dw_folded.reshape(o, c, kw, kd, kh).transpose(0, 1, 3, 4, 2)
-        return
     identity = tuple(np.arange(n, dtype=np.int64) for n in dy.shape[2:])
     dyb = blocked.to_blocked(layout.contiguous(dy), identity, slot="grad")
+    k = _folded_axes(geom, x.shape[1]) if engine is conv_dense else 0
+    if k:
+        xb, unit = _folded_input(x, geom, k, dy.shape[4])
+        dw_folded = np.empty(_fold_weight(dw, k).shape, np.float32)
+        engine.backward_weight_blocked(dw_folded, dyb, xb, unit.stride, unit.dilation)
+        _unfold_weight(dw, dw_folded, k)
+        return
     ext = layout.extents(geom)
     xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode))
     engine.backward_weight_blocked(dw, dyb, xb, geom.stride, geom.dilation)
