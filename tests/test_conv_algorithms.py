@@ -61,7 +61,7 @@ def test_forced_algorithms_are_exact_on_integer_data(algorithm, cfg, seed, data)
 
 @pytest.mark.parametrize("c_out", [16, 32, 48, 64, 96])
 def test_every_register_block_shape(algorithm, c_out):
-    """Output-channel counts that select each register block (1, 2, 4 vectors; odd block
+    """Output-channel counts that select each register block (1, 2, 3, 4 vectors; odd block
     counts padded), with a width that leaves a tail in the pixel block."""
     rng = np.random.default_rng(c_out)
     x, w, b = (

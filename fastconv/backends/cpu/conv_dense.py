@@ -22,7 +22,7 @@ from .simd import LANES
 # (vectors of output channels, pixels) per register block, by how many 16-channel blocks
 # the output has: NB >= 2 where possible (NB = 1 halves FMA throughput: one weight vector
 # per broadcast); NB * RW accumulators + NB weights + 1 broadcast fit in 32 zmm registers.
-_BLOCKS = {4: 6, 2: 12, 1: 16}
+_BLOCKS = {4: 6, 3: 8, 2: 12, 1: 16}
 
 
 def _forward_source(nb: int, rw: int) -> str:
@@ -127,11 +127,15 @@ def _backward_weight_kernel():
 
 
 def _vectors_per_block(out_blocks: int) -> tuple[int, int]:
-    """(NB, padded number of output blocks)."""
+    """(NB, padded number of output blocks): the widest block that divides the output
+    blocks, else one zero block of padding for a block of 4 or 3, else 2."""
     if out_blocks == 1:
         return 1, 1
-    padded = out_blocks + out_blocks % 2
-    return (4 if padded % 4 == 0 else 2), padded
+    for padded in (out_blocks, out_blocks + 1):
+        for nb in (4, 3, 2) if padded == out_blocks else (4, 3):
+            if padded % nb == 0:
+                return nb, padded
+    return 2, out_blocks + 1
 
 
 def _plan(out_channels: int, out_width: int) -> tuple[int, int, int]:
