@@ -70,9 +70,10 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
 
 
 @njit(**_JIT)
-def _from_blocked_kernel(out, blocked):
-    # out (N, O, OD, OH, OW) <- blocked (N, Ob, OD, OH, OWp >= OW, 16), channels cropped
-    N, O, OD, OH, OW = out.shape
+def _from_blocked_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d, step_h, step_w):
+    # out[n, o, start_d + od*step_d, start_h + oh*step_h, start_w + ow*step_w] <- blocked (N, Ob, OD, OH, OWp >= out_w, 16)
+    N, O = out.shape[0], out.shape[1]
+    OD, OH = blocked.shape[2], blocked.shape[3]
     for job in prange(N * O * OD):
         od = job % OD
         t = job // OD
@@ -81,9 +82,9 @@ def _from_blocked_kernel(out, blocked):
         ob, c = o // LANES, o % LANES
         for oh in range(OH):
             src = blocked[n, ob, od, oh]
-            dst = out[n, o, od, oh]
-            for ow in range(OW):
-                dst[ow] = src[ow, c]
+            dst = out[n, o, start_d + od * step_d, start_h + oh * step_h]
+            for ow in range(out_w):
+                dst[start_w + ow * step_w] = src[ow, c]
 
 
 def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
@@ -104,9 +105,16 @@ def to_blocked_folded(x, maps, src_c, off_h, off_w, steps, size, slot: str = "in
     return out
 
 
-def from_blocked(out: np.ndarray, blocked: np.ndarray) -> None:
-    """out (N, O, OD, OH, OW) <- blocked (N, Ob, OD, OH, OWp, 16)."""
-    _from_blocked_kernel(out, blocked)
+def phase_view(out: np.ndarray, phase) -> np.ndarray:
+    """The cells ``start + i*step`` of out's spatial axes, for ``phase = (start, step)``."""
+    start, step = phase
+    return out[(slice(None), slice(None), *(slice(a, None, b) for a, b in zip(start, step, strict=True)))]
+
+
+def from_blocked(out: np.ndarray, blocked: np.ndarray, phase=((0, 0, 0), (1, 1, 1))) -> None:
+    """out (N, O, OD, OH, OW) <- blocked (N, Ob, OD, OH, OWp, 16); with ``phase``, only the
+    cells of ``phase_view(out, phase)``, written in place (a stride phase of the adjoint)."""
+    _from_blocked_kernel(out, blocked, phase_view(out, phase).shape[4], *phase[0], *phase[1])
 
 
 @njit(**_JIT)

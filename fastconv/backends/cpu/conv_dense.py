@@ -145,16 +145,17 @@ def _plan(out_channels: int, out_width: int) -> tuple[int, int, int]:
     return nb, ob_padded, -(-out_width // rw) * rw
 
 
-def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0)) -> None:
+def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0, 0, 0), (1, 1, 1))) -> None:
     """out (N, O, OD, OH, OW) = valid conv of the blocked input xb, read from ``offsets``,
-    with w (O, C, KD, KH, KW) + bias (O,) or None."""
-    nb, ob_padded, owp = _plan(out.shape[1], out.shape[4])
+    with w (O, C, KD, KH, KW) + bias (O,) or None; only ``blocked.phase_view(out, phase)``."""
+    shape = blocked.phase_view(out, phase).shape
+    nb, ob_padded, owp = _plan(shape[1], shape[4])
     wb = blocked.weight_to_blocked(w)
     if ob_padded != wb.shape[0]:
         wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
-    ob = blocked.scratch("output", (out.shape[0], ob_padded, *out.shape[2:4], owp, LANES))
+    ob = blocked.scratch("output", (shape[0], ob_padded, *shape[2:4], owp, LANES))
     _forward_kernel(nb)(ob, xb, wb, blocked.bias_to_blocked(bias, ob_padded), *stride, *dilation, *offsets)
-    blocked.from_blocked(out, ob)
+    blocked.from_blocked(out, ob, phase)
 
 
 def plan_width(out_channels: int, out_width: int) -> int:

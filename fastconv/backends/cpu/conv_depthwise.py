@@ -106,16 +106,17 @@ def adjoint_weight(w: np.ndarray) -> np.ndarray:
     return w
 
 
-def run_blocked(out, xb, w, bias, stride, dilation, offsets) -> None:
+def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0, 0, 0), (1, 1, 1))) -> None:
     """out (N, C, OD, OH, OW) = depthwise conv of blocked xb from ``offsets`` with
-    w (C, 1, KD, KH, KW) + bias (C,) or None."""
-    owp = plan_width(out.shape[1], out.shape[4])
-    cb = blocked.blocks(out.shape[1])
-    ob = blocked.scratch("output", (out.shape[0], cb, *out.shape[2:4], owp, LANES))
+    w (C, 1, KD, KH, KW) + bias (C,) or None; only ``blocked.phase_view(out, phase)``."""
+    shape = blocked.phase_view(out, phase).shape
+    owp = plan_width(shape[1], shape[4])
+    cb = blocked.blocks(shape[1])
+    ob = blocked.scratch("output", (shape[0], cb, *shape[2:4], owp, LANES))
     _forward_kernel(
         ob, xb, _weight_to_blocked(w), blocked.bias_to_blocked(bias, cb), *stride, *dilation, *offsets
     )
-    blocked.from_blocked(out, ob)
+    blocked.from_blocked(out, ob, phase)
 
 
 def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:

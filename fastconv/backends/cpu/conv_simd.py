@@ -187,10 +187,9 @@ def _backward_input_zeros(engine, dx, dy, w, stride, dilation, pad_lo) -> None:
     for index, taps, pad in live:
         sub = tuple(slice(t0, t0 + (m - 1) * st + 1, st) for t0, st, m, _, _ in taps)
         w_phase = np.ascontiguousarray(np.flip(w_t[(slice(None), slice(None), *sub)], axis=(2, 3, 4)))
-        out = np.empty(dx[index].shape, np.float32)
         offsets = tuple(a - p for a, p in zip(lo, pad, strict=True))
-        engine.run_blocked(out, dyb, w_phase, None, (1, 1, 1), tuple(t[3] for t in taps), offsets)
-        dx[index] = out
+        phase = tuple(sl.start for sl in index[2:]), tuple(sl.step for sl in index[2:])
+        engine.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), tuple(t[3] for t in taps), offsets, phase)
 
 
 def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
