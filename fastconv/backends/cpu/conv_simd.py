@@ -107,10 +107,15 @@ def _folded_input(x, geom: ConvGeometry, k: int, out_width: int):
     return xb, unit
 
 
+def _folded_weight_shape(shape, k: int) -> tuple[int, ...]:
+    """(O, C, KD, KH, KW) -> (O, C * taps, KD, [KH,] 1[, 1]), matching ``_folded_input``."""
+    return (shape[0], shape[1] * math.prod(shape[5 - k :]), *shape[2 : 5 - k], *(1,) * k)
+
+
 def _fold_weight(w, k: int):
-    """w (O, C, KD, KH, KW) -> (O, C * taps, KD, [KH,] 1[, 1]), matching ``_folded_input``."""
+    """w (O, C, KD, KH, KW) -> the weight of the folded convolution (``_folded_weight_shape``)."""
     moved = np.moveaxis(w, tuple(range(5 - k, 5)), tuple(range(2, 2 + k)))
-    return np.ascontiguousarray(moved).reshape(w.shape[0], -1, *w.shape[2 : 5 - k], *(1,) * k)
+    return np.ascontiguousarray(moved).reshape(_folded_weight_shape(w.shape, k))
 
 
 def _unfold_weight(dw, dw_folded, k: int) -> None:
@@ -223,7 +228,7 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     k = _folded_axes(geom, x.shape[1]) if engine is conv_dense else 0
     if k:
         xb, unit = _folded_input(x, geom, k, dy.shape[4])
-        dw_folded = np.empty(_fold_weight(dw, k).shape, np.float32)
+        dw_folded = np.empty(_folded_weight_shape(dw.shape, k), np.float32)
         engine.backward_weight_blocked(dw_folded, dyb, xb, unit.stride, unit.dilation)
         _unfold_weight(dw, dw_folded, k)
         return
