@@ -2,7 +2,8 @@
 
 ``FASTCONV_CACHE_DIR`` (or ``NUMBA_CACHE_DIR``)  where compiled kernels are cached; default
     ``$XDG_CACHE_HOME/fastconv/numba`` (``~/.cache/fastconv/numba``).
-``FASTCONV_CONV_ALGORITHM``  ``auto`` (default) or ``direct``: which CPU convolution kernels run.
+``FASTCONV_CONV_ALGORITHM``  ``auto`` (default), ``direct``, ``blocked`` or ``flat``: which CPU
+    convolution kernels run.
 ``FASTCONV_CUDA_THREADS``  threads per block of the CUDA kernels (tests shrink it).
 """
 
@@ -25,7 +26,8 @@ CACHE_DIR = os.environ.get("FASTCONV_CACHE_DIR") or os.environ.get("NUMBA_CACHE_
 
 CONV_ALGORITHM = os.environ.get("FASTCONV_CONV_ALGORITHM", "auto")
 """``auto`` picks the fastest applicable CPU convolution kernel per shape; ``direct`` forces
-the plain loops (tests set it per test to exercise both paths)."""
+the plain loops; ``blocked`` keeps float32 on the channel-blocked SIMD kernels; ``flat`` runs
+every stride-1 dense float32 pass on the pixel-vectorised kernels (tests force each)."""
 
 CUDA_THREADS = int(os.environ.get("FASTCONV_CUDA_THREADS", "128"))
 

@@ -71,9 +71,10 @@ def check_same_dtype(**arrays) -> np.dtype:
 
 def check_int(name: str, value, minimum: int | None = None) -> int:
     """A plain integer (NumPy integers accepted; bool and float refused)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    value = int(value)
+    if type(value) is not int:  # a plain int skips the (slow) ABC checks; bool's type is bool
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+        value = int(value)
     if minimum is not None and value < minimum:
         rule = "positive" if minimum == 1 else f">= {minimum}"
         raise ValueError(f"{name} must be {rule}, got {value}")
@@ -572,13 +573,11 @@ def check_indices(indices, shape: tuple[int, ...], plane_size: int, plane: str) 
     ):
         want = tuple("any" if s is None else s for s in shape)
         raise ValueError(f"indices must have shape {want}, got {tuple(indices.shape)}".replace("'", ""))
-    if isinstance(indices, np.ndarray) and indices.size:
-        low, high = int(indices.min()), int(indices.max())
-        if low < 0 or high >= plane_size:
-            bad = low if low < 0 else high
-            raise ValueError(
-                f"indices must lie in [0, {plane_size}) (flat positions in {plane}), found {bad}"
-            )
+    # one pass: viewed as uint64 a negative index is >= 2**63, so one max finds both kinds
+    if isinstance(indices, np.ndarray) and indices.size and int(indices.view(np.uint64).max()) >= plane_size:
+        low = int(indices.min())
+        bad = low if low < 0 else int(indices.max())
+        raise ValueError(f"indices must lie in [0, {plane_size}) (flat positions in {plane}), found {bad}")
 
 
 def unpool_output_size(d: int, in_size, kernel, stride, pad, output_size) -> tuple[int, ...]:

@@ -72,3 +72,28 @@ def rand(rng, shape, dtype):
 def ints(rng, shape, dtype=np.float32):
     """Integer values in [-4, 4]: float32 convolutions of these are exact."""
     return rng.integers(-4, 5, size=shape).astype(dtype)
+
+
+def assert_same_bits_for_thread_counts(d, x, w, b, dy, kw, counts=(1, 2)):
+    """The three convolution passes give bitwise the same results for each thread count."""
+    import numba
+
+    import fastconv as fc
+
+    results = []
+    saved = numba.get_num_threads()
+    try:
+        for threads in counts:
+            numba.set_num_threads(threads)
+            results.append(
+                (
+                    getattr(fc, f"conv{d}d")(x, w, b, **kw),
+                    getattr(fc, f"conv{d}d_backward_input")(dy, w, x.shape, **kw),
+                    getattr(fc, f"conv{d}d_backward_weight")(dy, x, w.shape, **kw),
+                )
+            )
+    finally:
+        numba.set_num_threads(saved)
+    for other in results[1:]:
+        for one, two in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(one, two)

@@ -1,7 +1,10 @@
 """Each CPU convolution algorithm, forced, on random configurations: the SIMD kernels that
-``auto`` picks for float32 and the direct loops they fall back to must both be right."""
+``auto`` picks for float32 (channel-blocked, or pixel-vectorised ``flat`` for few output
+channels at stride 1) and the direct loops they fall back to must all be right."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 import fastconv as fc
 from fastconv import config
 from fastconv.backends.cpu import conv as cpu_conv
+from fastconv.backends.cpu import conv_simd
 from fastconv.shapes import conv_geometry
 from tests import reference as ref
 from tests.conftest import conv_configs, ints, rand
@@ -18,7 +22,7 @@ from tests.conftest import conv_configs, ints, rand
 MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-@pytest.fixture(params=["auto", "direct"])
+@pytest.fixture(params=["auto", "direct", "blocked", "flat"])
 def algorithm(request, monkeypatch):
     monkeypatch.setattr(config, "CONV_ALGORITHM", request.param)
     return request.param
@@ -103,3 +107,68 @@ def test_forced_algorithms_depthwise(algorithm, cfg, seed, data):
     dy = ints(rng, (x_shape[0], c, *geom.out_size))
     for got, want in zip(_passes(d, x, w, b, dy, kw), _refs(d, x, w, b, dy, kw), strict=True):
         np.testing.assert_array_equal(got, want.astype(np.float32))
+
+
+def test_every_fold_plan(monkeypatch):
+    """Each way of folding taps or stride phases into channels, forced on a strided, dilated
+    and padded convolution with few channels (auto picks one per shape)."""
+    rng = np.random.default_rng(5)
+    x, w = rand(rng, (2, 3, 17, 15), np.float32), rand(rng, (20, 3, 5, 4), np.float32)
+    for stride, dilation, mode in [
+        ((2, 3), 1, "zeros"),
+        ((3, 2), (1, 2), "reflect"),
+        ((1, 2), 1, "circular"),
+    ]:
+        kw = dict(stride=stride, padding=2, dilation=dilation, padding_mode=mode)
+        geom = conv_geometry(2, x.shape, w.shape, stride, 2, dilation, 1, mode).lift3()
+        dy = rand(rng, (2, 20, *geom.out_size[1:]), np.float32)
+        axes = zip(geom.kernel[1:], geom.stride[1:], geom.dilation[1:], strict=True)
+        plans = list(itertools.product(*(conv_simd._axis_folds(*a) for a in axes)))
+        assert len(plans) > 1
+        for plan in plans:
+            monkeypatch.setattr(conv_simd, "_fold_plan", lambda *a, plan=plan: plan)
+            np.testing.assert_allclose(fc.conv2d(x, w, **kw), ref.conv(x, w, **kw), rtol=1e-4, atol=1e-4)
+            got = fc.conv2d_backward_weight(dy, x, w.shape, **kw)
+            np.testing.assert_allclose(
+                got, ref.conv_backward_weight(dy, x, w.shape, **kw), rtol=1e-4, atol=1e-4
+            )
+
+
+def test_auto_folds_stride_phases_of_a_strided_rgb_stem():
+    """The cost model folds the phases of a stride-4 11x11 kernel on RGB (AlexNet's first
+    layer) into 48 channels rather than copying its 363 taps (a full im2col)."""
+    geom = conv_geometry(2, (8, 3, 227, 227), (96, 3, 11, 11), 4, 0, 1, 1).lift3()
+    fh, fw = conv_simd._fold_plan(geom, 8, 3, 96, 56)
+    assert (fh.offsets, fw.offsets) == ((0, 1, 2, 3), (0, 1, 2, 3))
+
+
+@pytest.mark.parametrize("stride", [1, 2, (3, 1)])
+def test_pointwise_runs_as_one_row_of_pixels(algorithm, stride):
+    """1x1 kernels (a matrix product over the pixels a stride selects), with a channel tail."""
+    rng = np.random.default_rng(3)
+    x, w, b = (
+        rand(rng, (3, 21, 9, 7), np.float32),
+        rand(rng, (35, 21, 1, 1), np.float32),
+        rand(rng, (35,), np.float32),
+    )
+    out = ref.conv(x, w, b, stride=stride)
+    dy = rand(rng, out.shape, np.float32)
+    for got, want in zip(
+        _passes(2, x, w, b, dy, dict(stride=stride)), _refs(2, x, w, b, dy, dict(stride=stride)), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("tile", [(1, 1, 16), (2, 1, 8), (4, 3, 2), (1, 3, 4)])
+def test_every_weight_gradient_tile(monkeypatch, tile):
+    """Register tiles of the blocked weight gradient (output vectors x width taps x input
+    channels), forced; auto picks one from the shape."""
+    from fastconv.backends.cpu import conv_dense
+
+    monkeypatch.setattr(conv_dense, "_weight_tile", lambda out_blocks, kw: tile)
+    rng = np.random.default_rng(7)
+    x, w = rand(rng, (3, 32, 9, 11), np.float32), rand(rng, (64, 32, 2, 3), np.float32)  # nothing folded
+    kw = dict(padding=(1, 2), dilation=(1, 2))
+    dy = rand(rng, ref.conv(x, w, **kw).shape, np.float32)
+    got = fc.conv2d_backward_weight(dy, x, w.shape, **kw)
+    np.testing.assert_allclose(got, ref.conv_backward_weight(dy, x, w.shape, **kw), rtol=1e-4, atol=1e-4)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from tests.conftest import rand
+from tests.conftest import assert_same_bits_for_thread_counts, rand
 
 KW = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)
 
@@ -87,24 +87,17 @@ def test_repeated_runs_are_bitwise_identical():
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs a machine with 2 or more cores")
-def test_thread_counts_give_identical_bits():
+@pytest.mark.parametrize(
+    "c_in, c_out, stride",
+    [(8, 12, 1), (20, 40, 1), (3, 24, 2)],
+    ids=["pixel-vectorised", "channel-blocked", "strided-folded"],
+)
+def test_thread_counts_give_identical_bits(c_in, c_out, stride):
     rng = np.random.default_rng(11)
-    x, w = rand(rng, (4, 8, 15, 13), np.float32), rand(rng, (12, 8, 3, 3), np.float32)
-    dy = rand(rng, fc.conv2d(x, w, padding=1).shape, np.float32)
-    results = {}
-    saved = numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            numba.set_num_threads(threads)
-            results[threads] = (
-                fc.conv2d(x, w, padding=1),
-                fc.conv2d_backward_input(dy, w, x.shape, padding=1),
-                fc.conv2d_backward_weight(dy, x, w.shape, padding=1),
-            )
-    finally:
-        numba.set_num_threads(saved)
-    for a, b in zip(results[1], results[2], strict=True):
-        np.testing.assert_array_equal(a, b)
+    x, w = rand(rng, (20, c_in, 15, 13), np.float32), rand(rng, (c_out, c_in, 3, 3), np.float32)
+    kw = dict(padding=1, stride=stride)
+    dy = rand(rng, fc.conv2d(x, w, **kw).shape, np.float32)
+    assert_same_bits_for_thread_counts(2, x, w, None, dy, kw)
 
 
 @pytest.mark.parametrize("d", [1, 2, 3])

@@ -8,6 +8,8 @@ of compiled kernels.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import shapes
@@ -16,6 +18,39 @@ from .conv import Array, _batched_input, _grad_output, _input_shape, lift
 
 LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 OUT_LAYOUT = {1: "(N, C, L_out)", 2: "(N, C, H_out, W_out)", 3: "(N, C, D_out, H_out, W_out)"}
+
+
+def _plain(arg) -> bool:
+    """None, an int, or a tuple/list of ints, exactly (not bool, float or NumPy scalars): an
+    argument that ``shapes`` validates by its value alone."""
+    return (
+        arg is None or type(arg) is int or (type(arg) in (tuple, list) and all(type(a) is int for a in arg))
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_geometry(d, in_size, kernel_size, stride, padding, dilation, ceil_mode):
+    # N = C = 1 stand in for the batch: pool_geometry reads only in_size (nonzero: checked)
+    return shapes.pool_geometry(d, (1, 1, *in_size), kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def pool_geometry(d, x_shape, kernel_size, stride, padding, dilation=1, ceil_mode=False):
+    """``shapes.pool_geometry``, memoised per (spatial size, arguments) when every argument is
+    plain (``_plain``, ceil_mode a bool): validation stays complete (errors are never cached,
+    and a cached geometry is one that passed it with equal, same-typed arguments); any other
+    argument is validated afresh."""
+    args = (kernel_size, stride, padding, dilation)
+    in_size = tuple(x_shape[2:])
+    if type(ceil_mode) is bool and min(in_size) > 0 and all(_plain(a) for a in args):
+        key = tuple(tuple(a) if type(a) is list else a for a in args)
+        return _cached_geometry(d, in_size, *key, ceil_mode)
+    return shapes.pool_geometry(d, x_shape, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+@functools.lru_cache(maxsize=256)
+def lift3(geom):
+    """``geom.lift3()``, memoised (geometries are frozen)."""
+    return geom.lift3()
 
 
 def batched_indices(indices, shape, unbatched: bool, plane_size: int, plane: str):
@@ -34,7 +69,7 @@ def max_pool_with_geometry(d, x, unbatched, geom, return_indices):
     indices = backend.empty(shape, np.int64) if return_indices else None
     if out.size:
         backend.max_pool_forward(
-            lift(out, d), None if indices is None else lift(indices, d), lift(x, d), geom.lift3()
+            lift(out, d), None if indices is None else lift(indices, d), lift(x, d), lift3(geom)
         )
     if not return_indices:
         return out[0] if unbatched else out
@@ -43,7 +78,7 @@ def max_pool_with_geometry(d, x, unbatched, geom, return_indices):
 
 def max_pool(d, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     x, unbatched = _batched_input("x", x, d)
-    geom = shapes.pool_geometry(d, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    geom = pool_geometry(d, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     return max_pool_with_geometry(d, x, unbatched, geom, return_indices)
 
 
@@ -61,7 +96,7 @@ def max_pool_backward(d, grad_output, indices, input_shape, op="max pooling"):
 
 
 def _avg_args(d, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    geom = shapes.pool_geometry(d, x_shape, kernel_size, stride, padding, 1, ceil_mode)
+    geom = pool_geometry(d, x_shape, kernel_size, stride, padding, 1, ceil_mode)
     count_include_pad = shapes.check_bool("count_include_pad", count_include_pad)
     return geom, count_include_pad, shapes.check_divisor_override(divisor_override)
 
@@ -74,7 +109,7 @@ def avg_pool(d, x, kernel_size, stride, padding, ceil_mode, count_include_pad, d
     backend = backend_for(x=x)
     out = backend.empty((*x.shape[:2], *geom.out_size), x.dtype)
     if out.size:
-        backend.avg_pool_forward(lift(out, d), lift(x, d), geom.lift3(), *avg)
+        backend.avg_pool_forward(lift(out, d), lift(x, d), lift3(geom), *avg)
     return out[0] if unbatched else out
 
 
@@ -90,18 +125,18 @@ def avg_pool_backward(
     backend = backend_for(grad_output=grad_output)
     dx = backend.empty(input_shape, grad_output.dtype)
     if dx.size:
-        backend.avg_pool_backward(lift(dx, d), lift(grad_output, d), geom.lift3(), *avg)
+        backend.avg_pool_backward(lift(dx, d), lift(grad_output, d), lift3(geom), *avg)
     return dx[0] if unbatched else dx
 
 
 def lp_pool(d, x, norm_type, kernel_size, stride, ceil_mode):
     x, unbatched = _batched_input("x", x, d)
     norm_type = shapes.check_norm_type(norm_type)
-    geom = shapes.pool_geometry(d, x.shape, kernel_size, stride, 0, 1, ceil_mode)
+    geom = pool_geometry(d, x.shape, kernel_size, stride, 0, 1, ceil_mode)
     backend = backend_for(x=x)
     out = backend.empty((*x.shape[:2], *geom.out_size), x.dtype)
     if out.size:
-        backend.lp_pool_forward(lift(out, d), lift(x, d), norm_type, geom.lift3())
+        backend.lp_pool_forward(lift(out, d), lift(x, d), norm_type, lift3(geom))
     return out[0] if unbatched else out
 
 
@@ -110,12 +145,12 @@ def lp_pool_backward(d, grad_output, x, norm_type, kernel_size, stride, ceil_mod
     grad_output = _grad_output(grad_output, d, unbatched)
     norm_type = shapes.check_norm_type(norm_type)
     dtype = shapes.check_same_dtype(grad_output=grad_output, x=x)
-    geom = shapes.pool_geometry(d, x.shape, kernel_size, stride, 0, 1, ceil_mode)
+    geom = pool_geometry(d, x.shape, kernel_size, stride, 0, 1, ceil_mode)
     shapes.check_pool_grad_output(grad_output, (*x.shape[:2], *geom.out_size), "Lp pooling")
     backend = backend_for(grad_output=grad_output, x=x)
     dx = backend.empty(x.shape, dtype)
     if dx.size:
-        backend.lp_pool_backward(lift(dx, d), lift(grad_output, d), lift(x, d), norm_type, geom.lift3())
+        backend.lp_pool_backward(lift(dx, d), lift(grad_output, d), lift(x, d), norm_type, lift3(geom))
     return dx[0] if unbatched else dx
 
 

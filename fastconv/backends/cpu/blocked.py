@@ -41,9 +41,10 @@ def scratch(slot: str, shape) -> np.ndarray:
 
 
 @njit(**_JIT)
-def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h, map_w):
+def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h, map_w, plain):
     # out (N, Cb, Dp, Hp, Wp, 16): blocked channel ch reads x (N, C, D, H, W) channel src_c[ch] at
-    # (map_d[i], map_h[j*step_h + off_h[ch]], map_w[k*step_w + off_w[ch]]); a map entry -1 reads 0
+    # (map_d[i], map_h[j*step_h + off_h[ch]], map_w[k*step_w + off_w[ch]]); a map entry -1 reads 0.
+    # plain: channel ch is input channel ch at offsets 0 (nothing folded)
     N, Cb, Dp, Hp, Wp = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     channels = src_c.shape[0]
     for job in prange(N * Cb * Dp * Hp):
@@ -55,6 +56,14 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
         n = t // Cb
         src_d = map_d[i_d]
         row = out[n, cb, i_d, ih]
+        if plain and (cb + 1) * LANES <= channels and src_d >= 0 and map_h[ih * step_h] >= 0:
+            # 16 whole input rows: pixel by pixel, the 16 channels are one gather and one store
+            rows = x[n, cb * LANES : (cb + 1) * LANES, src_d, map_h[ih * step_h]]
+            for iw in range(Wp):
+                src_w = map_w[iw * step_w]
+                for c in range(LANES):
+                    row[iw, c] = rows[c, src_w] if src_w >= 0 else 0
+            continue
         for c in range(LANES):
             ch = cb * LANES + c
             src_h = map_h[ih * step_h + off_h[ch]] if ch < channels else -1
@@ -73,18 +82,23 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
 def _from_blocked_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d, step_h, step_w):
     # out[n, o, start_d + od*step_d, start_h + oh*step_h, start_w + ow*step_w] <- blocked (N, Ob, OD, OH, OWp >= out_w, 16)
     N, O = out.shape[0], out.shape[1]
-    OD, OH = blocked.shape[2], blocked.shape[3]
-    for job in prange(N * O * OD):
-        od = job % OD
-        t = job // OD
-        o = t % O
-        n = t // O
-        ob, c = o // LANES, o % LANES
-        for oh in range(OH):
-            src = blocked[n, ob, od, oh]
-            dst = out[n, o, start_d + od * step_d, start_h + oh * step_h]
-            for ow in range(out_w):
-                dst[start_w + ow * step_w] = src[ow, c]
+    Ob, OD, OH = blocked.shape[1], blocked.shape[2], blocked.shape[3]
+    for job in prange(N * Ob * OD * OH):  # one blocked row (kept in L1) -> up to 16 output rows
+        oh = job % OH
+        t = job // OH
+        od = t % OD
+        t //= OD
+        ob = t % Ob
+        n = t // Ob
+        src = blocked[n, ob, od, oh]
+        for c in range(min(LANES, O - ob * LANES)):
+            dst = out[n, ob * LANES + c, start_d + od * step_d, start_h + oh * step_h, start_w:]
+            if step_w == 1:  # a contiguous row
+                for ow in range(out_w):
+                    dst[ow] = src[ow, c]
+            else:
+                for ow in range(out_w):
+                    dst[ow * step_w] = src[ow, c]
 
 
 def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
@@ -101,7 +115,10 @@ def to_blocked_folded(x, maps, src_c, off_h, off_w, steps, size, slot: str = "in
     ``ch`` is input channel ``src_c[ch]`` read at padded height ``j*steps[0] + off_h[ch]`` and
     width ``k*steps[1] + off_w[ch]``: kernel taps folded into channels (a partial im2col)."""
     out = scratch(slot, (x.shape[0], blocks(len(src_c)), *size, LANES))
-    _to_blocked_kernel(out, x, src_c, off_h, off_w, *steps, *maps)
+    plain = len(src_c) == x.shape[1] and not (
+        np.any(src_c != np.arange(len(src_c))) or off_h.any() or off_w.any()
+    )
+    _to_blocked_kernel(out, x, src_c, off_h, off_w, *steps, *maps, plain)
     return out
 
 

@@ -4,10 +4,13 @@ register-blocked microkernels.
 Forward: each job owns one output row of NB x 16 output channels; the microkernel keeps a
 block of RW pixels x NB channel vectors (12-24 accumulators) in registers and, for every
 input channel, broadcasts one input value per pixel and does NB x RW fused multiply-adds
-against NB weight vectors (an outer product). Backward-weight keeps the 16 input-channel
-rows of one dW tap (16 vectors of 16 output channels) in registers and reduces over batch
-and output pixels; jobs split over (out block, in block, kd, kh), so no reduction crosses
-threads.
+against NB weight vectors (an outer product).
+
+Backward-weight: each job owns the dW of NB output blocks x one input block x one depth tap
+(jobs never share a sum, so no reduction crosses threads) and adds into it row by row of
+grad_output: the rows it reads stay in L1 for every tap, so dy and x stream from memory
+once per job instead of once per tap. A register tile of NB output vectors x KT width taps
+x CS input channels is loaded, swept along the row and stored back.
 """
 
 from __future__ import annotations
@@ -77,43 +80,75 @@ def kernel(out, xb, wb, bias, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w):
 """
 
 
-def _backward_weight_source() -> str:
-    acc = [f"a{c}" for c in range(LANES)]
+def _backward_weight_source(nb: int, kt: int, cs: int) -> str:
+    acc = [[[f"a{j}_{t}_{c}" for c in range(cs)] for t in range(kt)] for j in range(nb)]
+    names = [(j, t, c) for j in range(nb) for t in range(kt) for c in range(cs)]
     ind = " " * 28
-    fmas = "\n".join(f"{ind}{a} = vfma(vbcast(xf, xk + {c}), g, {a})" for c, a in enumerate(acc))
-    zero = "\n".join(f"            {a} = vzero()" for a in acc)
-    store = "\n".join(f"            vstore(dwf, base + {c * 16}, {a})" for c, a in enumerate(acc))
+    body = [f"{ind}g{j} = vload(dyf, dyrow + {j} * dys + ow * 16)" for j in range(nb)]
+    for t in range(kt):
+        for c in range(cs):
+            body.append(f"{ind}x = vbcast(xf, xk + {t} * xt + {c})")
+            body += [f"{ind}{acc[j][t][c]} = vfma(x, g{j}, {acc[j][t][c]})" for j in range(nb)]
+    at = " " * 32
+    load = "\n".join(
+        f"{at}{acc[j][t][c]} = vload(dwf, base + {j} * obs + {t * 256 + c * 16})" for j, t, c in names
+    )
+    store = "\n".join(
+        f"{at}vstore(dwf, base + {j} * obs + {t * 256 + c * 16}, {acc[j][t][c]})" for j, t, c in names
+    )
     return f"""
 
 @njit(**_JIT)
 def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
     # dwb (Ob, Cb, KD, KH, KW, 16 c, 16 o) = sum over n and outputs of dyb (N, Ob, OD, OH, OW, 16) x xb (N, Cb, Dp, Hp, Wp, 16)
+    # one job owns the dW of {nb} output blocks x one input block x one depth tap, summed in place
+    # (L1-resident) row by row; register tile: {nb} output vectors x {kt} width taps x {cs} input channels
     Ob, Cb, KD, KH, KW = dwb.shape[0], dwb.shape[1], dwb.shape[2], dwb.shape[3], dwb.shape[4]
     N, OD, OH, OW = dyb.shape[0], dyb.shape[2], dyb.shape[3], dyb.shape[4]
     Dp, Hp, Wp = xb.shape[2], xb.shape[3], xb.shape[4]
     dwf, dyf, xf = dwb.reshape(-1), dyb.reshape(-1), xb.reshape(-1)
-    xs = sw * 16
-    for job in prange(Ob * Cb * KD * KH):
-        kh = job % KH
-        t = job // KH
-        kd = t % KD
-        t //= KD
+    xs, xt, dys, obs = sw * 16, dw * 16, OD * OH * OW * 16, Cb * KD * KH * KW * 256
+    tile = KH * KW * 256
+    for job in prange(Ob // {nb} * Cb * KD):
+        kd = job % KD
+        t = job // KD
         cb = t % Cb
-        ob = t // Cb
-        for kw in range(KW):
-{zero}
-            for n in range(N):
-                for od in range(OD):
-                    for oh in range(OH):
-                        dyrow = (((n * Ob + ob) * OD + od) * OH + oh) * OW * 16
-                        xrow = ((((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp + kw * dw) * 16
-                        for ow in range(OW):
-                            g = vload(dyf, dyrow + ow * 16)
-                            xk = xrow + ow * xs
-{fmas}
-            base = (((((ob * Cb + cb) * KD + kd) * KH + kh) * KW + kw)) * 256
+        ob0 = (t // Cb) * {nb}
+        for j in range({nb}):
+            first = (((ob0 + j) * Cb + cb) * KD + kd) * tile
+            dwf[first : first + tile] = 0
+        for n in range(N):
+            for od in range(OD):
+                for oh in range(OH):
+                    dyrow = (((n * Ob + ob0) * OD + od) * OH + oh) * OW * 16
+                    for kh in range(KH):
+                        xrow = (((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp * 16
+                        for kw0 in range(0, KW, {kt}):
+                            for c0 in range(0, 16, {cs}):
+                                base = ((((ob0 * Cb + cb) * KD + kd) * KH + kh) * KW + kw0) * 256 + c0 * 16
+{load}
+                                for ow in range(OW):
+                                    xk = xrow + kw0 * xt + ow * xs + c0
+{chr(10).join(body).replace(ind, " " * 36)}
 {store}
 """
+
+
+def _weight_tile(out_blocks: int, kw: int) -> tuple[int, int, int]:
+    """(NB, KT, CS) of the backward-weight register tile: NB output-channel vectors x KT
+    width taps x CS input channels, at most 24 accumulators. Per output pixel it loads NB
+    vectors of dy and broadcasts KT*CS inputs for NB*KT*CS FMAs, and one pass over dy and x
+    serves KT taps: pick the most FMAs per load, then the larger tile."""
+    tiles = [
+        (nb, kt, cs)
+        for nb in (1, 2, 3, 4)
+        if out_blocks % nb == 0
+        for kt in range(1, min(kw, 8) + 1)
+        if kw % kt == 0
+        for cs in (1, 2, 4, 8, 16)
+        if nb * kt * cs <= 24
+    ]
+    return max(tiles, key=lambda t: (t[0] * t[1] * t[2] / (t[0] + t[1] * t[2]), t[0] * t[1] * t[2]))
 
 
 @functools.cache
@@ -122,8 +157,9 @@ def _forward_kernel(nb: int):
 
 
 @functools.cache
-def _backward_weight_kernel():
-    return codegen.load("conv_backward_weight_c16", _backward_weight_source()).kernel
+def _backward_weight_kernel(nb: int, kt: int, cs: int):
+    name = f"conv_backward_weight_nb{nb}_kt{kt}_cs{cs}"
+    return codegen.load(name, _backward_weight_source(nb, kt, cs)).kernel
 
 
 def _vectors_per_block(out_blocks: int) -> tuple[int, int]:
@@ -163,14 +199,13 @@ def plan_width(out_channels: int, out_width: int) -> int:
     return _plan(out_channels, out_width)[2]
 
 
-def adjoint_weight(w: np.ndarray) -> np.ndarray:
-    """w (O, C, KD, KH, KW) -> (C, O, KD, KH, KW): the adjoint convolution's outputs are
-    the forward's input channels (flipping is the caller's)."""
-    return w.transpose(1, 0, 2, 3, 4)
-
-
 def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:
     """dw (O, C, KD, KH, KW) <- from blocked dyb (N, Ob, OD, OH, OW, 16) and xb (N, Cb, ...)."""
     dwb = np.empty((dyb.shape[1], xb.shape[1], *dw.shape[2:], LANES, LANES), np.float32)
-    _backward_weight_kernel()(dwb, dyb, xb, *stride, *dilation)
+    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4])
+    if dyb.shape[1] % nb or dw.shape[4] % kt or LANES % cs:  # the kernel has no tails: never write past dW
+        raise ValueError(
+            f"weight-gradient tile {(nb, kt, cs)} does not divide {dyb.shape[1]} blocks x {dw.shape[4]} taps"
+        )
+    _backward_weight_kernel(nb, kt, cs)(dwb, dyb, xb, *stride, *dilation)
     blocked.weight_from_blocked(dw, dwb)

@@ -1,134 +1,661 @@
-"""Depthwise convolution (groups = C_in = C_out) for float32 in the channel-blocked layout.
+"""Depthwise convolution (groups = C_in = C_out), float32, straight from and to NCDHW.
 
-Each output pixel's 16 channels are one vector: out = sum over taps of x_vector * w_vector,
-with no reduction across channels. The forward works on 4 pixels at a time (4 independent
-FMA chains hide the FMA latency); backward-input is the same kernel on grad_output with the
-kernel flipped (per stride phase, see ``conv_simd``); backward-weight keeps 4 partial sums
-per tap, combined in a fixed order at the end. Memory-bound: the blocked layout makes every
-load a full 64-byte vector.
+Every channel only talks to itself, so each pass is a set of independent plane problems
+(a plane: one (n, c) slice, D x H x W) and needs no layout conversion:
+
+* forward: one job per (n, c) plane. The job gathers its padded input plane into a small
+  scratch buffer g (L1/L2 resident; every ``padding_mode`` is an index map per axis, as in
+  ``layout``), then computes the output 16 pixels of a row (one vector) at a time, stored
+  once (a masked store for the row's last, partial vector). A width stride is folded into
+  the gather: each row of g holds ``stride`` phases (cells p, p + s, p + 2s, ...), so for any
+  stride and dilation every tap reads 16 consecutive outputs' inputs with one vector load.
+* backward-input: the adjoint is a stride-1 correlation, with the flipped kernel, of dy
+  zero-inserted between rows/columns by the stride and zero-padded by the kernel's reach:
+  the gather builds that plane through index maps and the forward's plane kernel runs on
+  it. With zero padding it writes dx directly; with the other modes it computes the
+  gradient of the padded plane in scratch and folds it back onto the x cells each padded
+  cell read, in the same job.
+* backward-weight: one job per channel c, summing over n in order: gather x[n, c] as the
+  forward does, then accumulate dy x g per tap into vector partial sums, reduced in a fixed
+  order at the end. No reduction crosses threads.
+
+The plane kernels come in two methods, generated per method (``codegen``) with the
+parallel kernels around them. Strips (the common case: at least 8 output rows, 2-8 kernel
+rows, row stride 1 or 2, no row dilation) work on 8 output rows x 16 pixels: the kernel
+row's weights sit in registers and each gathered input row is loaded once and used by
+every output row that reads it (3x3: 24 FMAs per 13 loads). Tiles (any geometry) take 8
+row vectors at a time with one load per FMA.
+
+Each job owns its output and all sums run in a fixed order: results are bitwise identical
+for any thread count. The passes are memory-bound: x and y (or dy) cross memory once,
+everything else stays in cache.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import math
+
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ...config import FASTMATH
-from . import blocked
-from .simd import LANES, vadd, vfma, vload, vstore, vzero
+from ...shapes import ConvGeometry
+from . import codegen, layout
+from .simd import _VEC, LANES, _element_ptr, f32x16, vadd, vbcast, vfma, vload, vstore, vzero
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+_INNER = dict(cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+
+_I32 = ir.IntType(32)
+_MASK = ir.VectorType(ir.IntType(1), LANES)
+_IOTA = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
 
 
-@njit(**_JIT)
-def _forward_kernel(out, xb, wb, bias, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w):
-    # out (N, Cb, OD, OH, OWp, 16) = depthwise conv of xb (N, Cb, Dp, Hp, Wp, 16) from (off_d, off_h, off_w) with wb (Cb, KD, KH, KW, 16) + bias
-    N, Cb, OD, OH, OWp = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    Dp, Hp, Wp = xb.shape[2], xb.shape[3], xb.shape[4]
-    KD, KH, KW = wb.shape[1], wb.shape[2], wb.shape[3]
-    xf, wf, of = xb.reshape(-1), wb.reshape(-1), out.reshape(-1)
-    xs = sw * 16
-    for job in prange(N * Cb * OD * OH):
-        oh = job % OH
-        t = job // OH
-        od = t % OD
-        t //= OD
-        cb = t % Cb
-        n = t // Cb
-        b = vload(bias, cb * 16)
-        orow = (((n * Cb + cb) * OD + od) * OH + oh) * OWp * 16
-        for ow0 in range(0, OWp, 4):  # OWp is a multiple of 4
-            a0, a1, a2, a3 = b, b, b, b
-            for kd in range(KD):
-                for kh in range(KH):
-                    xrow = (
-                        ((n * Cb + cb) * Dp + off_d + od * sd + kd * dd) * Hp + off_h + oh * sh + kh * dh
-                    ) * Wp
-                    for kw in range(KW):
-                        wv = vload(wf, (((cb * KD + kd) * KH + kh) * KW + kw) * 16)
-                        xk = (xrow + off_w + ow0 * sw + kw * dw) * 16
-                        a0 = vfma(vload(xf, xk), wv, a0)
-                        a1 = vfma(vload(xf, xk + xs), wv, a1)
-                        a2 = vfma(vload(xf, xk + 2 * xs), wv, a2)
-                        a3 = vfma(vload(xf, xk + 3 * xs), wv, a3)
-            o = orow + ow0 * 16
-            vstore(of, o, a0)
-            vstore(of, o + 16, a1)
-            vstore(of, o + 32, a2)
-            vstore(of, o + 48, a3)
+def _first_lanes(builder, n):
+    """<16 x i1>: lane i is on iff i < n (an i64)."""
+    vec = ir.VectorType(_I32, LANES)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), builder.trunc(n, _I32), ir.Constant(_I32, 0))
+    splat = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(vec, [0] * LANES))
+    return builder.icmp_signed("<", _IOTA, splat)
 
 
-@njit(**_JIT)
-def _backward_weight_kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
-    # dwb (Cb, KD, KH, KW, 16) = sum over n and outputs of dyb (N, Cb, OD, OH, OW, 16) * xb (N, Cb, Dp, Hp, Wp, 16)
-    Cb, KD, KH, KW = dwb.shape[0], dwb.shape[1], dwb.shape[2], dwb.shape[3]
-    N, OD, OH, OW = dyb.shape[0], dyb.shape[2], dyb.shape[3], dyb.shape[4]
-    Dp, Hp, Wp = xb.shape[2], xb.shape[3], xb.shape[4]
-    dwf, dyf, xf = dwb.reshape(-1), dyb.reshape(-1), xb.reshape(-1)
-    xs = sw * 16
-    for job in prange(Cb * KD * KH):
-        kh = job % KH
-        t = job // KH
-        kd = t % KD
-        cb = t // KD
-        for kw in range(KW):
-            a0, a1, a2, a3 = vzero(), vzero(), vzero(), vzero()
-            for n in range(N):
-                for od in range(OD):
-                    for oh in range(OH):
-                        dyrow = (((n * Cb + cb) * OD + od) * OH + oh) * OW * 16
-                        xrow = (
-                            (((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp + kw * dw
-                        ) * 16
-                        ow = 0
-                        while ow + 4 <= OW:
-                            xk = xrow + ow * xs
-                            g = dyrow + ow * 16
-                            a0 = vfma(vload(xf, xk), vload(dyf, g), a0)
-                            a1 = vfma(vload(xf, xk + xs), vload(dyf, g + 16), a1)
-                            a2 = vfma(vload(xf, xk + 2 * xs), vload(dyf, g + 32), a2)
-                            a3 = vfma(vload(xf, xk + 3 * xs), vload(dyf, g + 48), a3)
-                            ow += 4
-                        while ow < OW:
-                            a0 = vfma(vload(xf, xrow + ow * xs), vload(dyf, dyrow + ow * 16), a0)
-                            ow += 1
-            vstore(dwf, (((cb * KD + kd) * KH + kh) * KW + kw) * 16, vadd(vadd(a0, a1), vadd(a2, a3)))
+@intrinsic
+def _vload_first(typingctx, arr, idx, n):
+    """arr[idx : idx + n] in the first n lanes (0 < n <= 16), zeros after; reads nothing else."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        mask = _first_lanes(builder, context.cast(builder, args[2], sig.args[2], types.int64))
+        fnty = ir.FunctionType(_VEC, [ptr.type, _I32, _MASK, _VEC])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v16f32.p0")
+        return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+
+    return f32x16(arr, idx, n), codegen
 
 
-def plan_width(out_channels: int, out_width: int) -> int:
-    """Padded output width: a multiple of the 4-pixel block."""
-    return -(-out_width // 4) * 4
+@intrinsic
+def _vstore_first(typingctx, arr, idx, vec, n):
+    """arr[idx : idx + n] = the first n lanes of vec (0 < n <= 16); writes nothing else."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        mask = _first_lanes(builder, context.cast(builder, args[3], sig.args[3], types.int64))
+        fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, _MASK])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v16f32.p0")
+        builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, vec, n), codegen
 
 
-def adjoint_weight(w: np.ndarray) -> np.ndarray:
-    """The weight of the adjoint (backward-input) convolution, before flipping: unchanged,
-    since every channel only talks to itself."""
-    return w
-
-
-def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0, 0, 0), (1, 1, 1))) -> None:
-    """out (N, C, OD, OH, OW) = depthwise conv of blocked xb from ``offsets`` with
-    w (C, 1, KD, KH, KW) + bias (C,) or None; only ``blocked.phase_view(out, phase)``."""
-    shape = blocked.phase_view(out, phase).shape
-    owp = plan_width(shape[1], shape[4])
-    cb = blocked.blocks(shape[1])
-    ob = blocked.scratch("output", (shape[0], cb, *shape[2:4], owp, LANES))
-    _forward_kernel(
-        ob, xb, _weight_to_blocked(w), blocked.bias_to_blocked(bias, cb), *stride, *dilation, *offsets
+def _splat64(builder, v):
+    """<16 x i64> of the i64 v in every lane."""
+    vec = ir.VectorType(ir.IntType(64), LANES)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), v, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(
+        one, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
     )
-    blocked.from_blocked(out, ob, phase)
 
 
-def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:
-    """dw (C, 1, KD, KH, KW) <- from blocked dyb (N, Cb, OD, OH, OW, 16) and xb."""
-    dwb = np.empty((dyb.shape[1], *dw.shape[2:], LANES), np.float32)
-    _backward_weight_kernel(dwb, dyb, xb, *stride, *dilation)
-    dw[:, 0] = np.moveaxis(dwb, -1, 1).reshape(-1, *dw.shape[2:])[: dw.shape[0]]
+def _lane_pointers(context, builder, arrty, arr, idx, step):
+    """<16 x ptr>: the addresses of arr[idx + i*step], i < 16."""
+    base = builder.ptrtoint(_element_ptr(context, builder, arrty, arr, idx), ir.IntType(64))
+    iota = ir.Constant(ir.VectorType(ir.IntType(64), LANES), list(range(LANES)))
+    offsets = builder.mul(iota, _splat64(builder, builder.mul(step, ir.Constant(ir.IntType(64), 4))))
+    return builder.inttoptr(
+        builder.add(_splat64(builder, base), offsets), ir.VectorType(ir.PointerType(), LANES)
+    )
 
 
-def _weight_to_blocked(w: np.ndarray) -> np.ndarray:
-    """w (C, 1, KD, KH, KW) -> (Cb, KD, KH, KW, 16), zero-padded channels."""
-    c = w.shape[0]
-    padded = np.zeros((blocked.blocks(c) * LANES, *w.shape[2:]), np.float32)
-    padded[:c] = w[:, 0]
-    return np.ascontiguousarray(np.moveaxis(padded.reshape(-1, LANES, *w.shape[2:]), 1, -1))
+@intrinsic
+def _vload_strided(typingctx, arr, idx, step, n):
+    """arr[idx + i*step] in lane i < n (0 < n <= 16), zeros after: one vector gather."""
+
+    def codegen(context, builder, sig, args):
+        step = context.cast(builder, args[2], sig.args[2], types.int64)
+        ptrs = _lane_pointers(context, builder, sig.args[0], args[0], args[1], step)
+        mask = _first_lanes(builder, context.cast(builder, args[3], sig.args[3], types.int64))
+        fnty = ir.FunctionType(_VEC, [ptrs.type, _I32, _MASK, _VEC])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.gather.v16f32.v16p0")
+        return builder.call(fn, [ptrs, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+
+    return f32x16(arr, idx, step, n), codegen
+
+
+@intrinsic
+def _vload_stride2(typingctx, arr, idx, n):
+    """arr[idx + 2i] in lane i < n (0 < n <= 16), zeros after: two masked loads and one
+    shuffle (a width stride of 2, the common one; faster than a gather)."""
+
+    def codegen(context, builder, sig, args):
+        n = context.cast(builder, args[2], sig.args[2], types.int64)
+        cells = builder.sub(builder.add(n, n), ir.Constant(ir.IntType(64), 1))  # 2n - 1 read
+        fnty = ir.FunctionType(_VEC, [ir.PointerType(), _I32, _MASK, _VEC])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v16f32.p0")
+        zero = ir.Constant(_VEC, [0.0] * LANES)
+        halves = []
+        for h in range(2):
+            idx = builder.add(args[1], context.get_constant(sig.args[1], h * LANES))
+            ptr = _element_ptr(context, builder, sig.args[0], args[0], idx)
+            left = builder.sub(cells, ir.Constant(ir.IntType(64), h * LANES))
+            halves.append(builder.call(fn, [ptr, ir.Constant(_I32, 4), _first_lanes(builder, left), zero]))
+        even = ir.Constant(ir.VectorType(_I32, LANES), list(range(0, 2 * LANES, 2)))
+        return builder.shuffle_vector(halves[0], halves[1], even)
+
+    return f32x16(arr, idx, n), codegen
+
+
+@intrinsic
+def _vstore_strided(typingctx, arr, idx, step, vec, n):
+    """arr[idx + i*step] = lane i of vec for i < n (0 < n <= 16): one vector scatter."""
+
+    def codegen(context, builder, sig, args):
+        step = context.cast(builder, args[2], sig.args[2], types.int64)
+        ptrs = _lane_pointers(context, builder, sig.args[0], args[0], args[1], step)
+        mask = _first_lanes(builder, context.cast(builder, args[4], sig.args[4], types.int64))
+        fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptrs.type, _I32, _MASK])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.scatter.v16f32.v16p0")
+        builder.call(fn, [args[3], ptrs, ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, step, vec, n), codegen
+
+
+# ---- per-plane building blocks (called inside the parallel jobs) --------------------------
+
+
+@njit(**_INNER)
+def _fill_zero(a, start, count):
+    # a[start : start + count] = 0
+    for t in range(0, count, LANES):
+        _vstore_first(a, start + t, vzero(), min(LANES, count - t))
+
+
+@njit(**_INNER)
+def _gather(g, x, xbase, H, W, map_d, map_h, ops, L):
+    # g (Dp, Hp, L) <- the plane of x at xbase (D, H, W): row (i, j) is x row (map_d[i], map_h[j]),
+    # or zeros where either is -1, built by the vector ops of _row_ops (the same for each row)
+    Dp, Hp = map_d.shape[0], map_h.shape[0]
+    for i in range(Dp):
+        for j in range(Hp):
+            row = (i * Hp + j) * L
+            src_d, src_h = map_d[i], map_h[j]
+            if src_d < 0 or src_h < 0:
+                _fill_zero(g, row, L)
+                continue
+            src = xbase + (src_d * H + src_h) * W
+            for o in range(ops.shape[0]):
+                kind, dst, n, step = ops[o, 0], row + ops[o, 1], ops[o, 3], ops[o, 4]
+                if kind == _ZERO:
+                    _vstore_first(g, dst, vzero(), n)
+                elif kind == _COPY:  # the interior
+                    _vstore_first(g, dst, _vload_first(x, src + ops[o, 2], n), n)
+                elif kind == _STRIDE2:  # a phase of a width stride of 2
+                    _vstore_first(g, dst, _vload_stride2(x, src + ops[o, 2], n), n)
+                else:  # other strides, reflections, zero insertion: gather and scatter
+                    _vstore_strided(g, dst, ops[o, 5], _vload_strided(x, src + ops[o, 2], step, n), n)
+
+
+@njit(**_INNER)
+def _fold(dx, dxbase, D, H, W, gp, Hp, L, map_d, map_h, segs):
+    # dx plane at dxbase (D, H, W) <- sum of the cells of the padded plane gp (Dp, Hp, L) onto
+    # the x cells they read (the maps and width segments of the padding), in a fixed order
+    _fill_zero(dx, dxbase, D * H * W)
+    for i in range(map_d.shape[0]):
+        for j in range(Hp):
+            src_d, src_h = map_d[i], map_h[j]
+            if src_d < 0 or src_h < 0:
+                continue
+            dst = dxbase + (src_d * H + src_h) * W
+            row = (i * Hp + j) * L
+            for s in range(segs.shape[0]):
+                k0, count, dk, s0, ds = segs[s, 0], segs[s, 1], segs[s, 2], segs[s, 3], segs[s, 4]
+                if dk == 1 and ds == 1:
+                    for t in range(0, count, LANES):
+                        n = min(LANES, count - t)
+                        v = vadd(_vload_first(dx, dst + s0 + t, n), _vload_first(gp, row + k0 + t, n))
+                        _vstore_first(dx, dst + s0 + t, v, n)
+                else:
+                    for t in range(count):
+                        dx[dst + s0 + t * ds] += gp[row + k0 + t * dk]
+
+
+@njit(**_INNER)
+def _tiles_forward(out, obase, g, wf, wbase, b, tiles, toff):
+    # out tiles at obase <- b + sum over taps k of wf[wbase + k] * g[tile + toff[k] : ... + 16]
+    # (see _plane_plan), eight tiles at a time (eight FMA chains hide the FMA latency); when fewer
+    # remain, the last eight are recomputed (the same bits stored twice)
+    ntiles, taps = tiles.shape[0], toff.shape[0]
+    last = ntiles - 1
+    for t in range(0, ntiles, 8):
+        t0 = max(min(t, ntiles - 8), 0)
+        i0, i1, i2, i3 = t0, min(t0 + 1, last), min(t0 + 2, last), min(t0 + 3, last)
+        i4, i5, i6, i7 = min(t0 + 4, last), min(t0 + 5, last), min(t0 + 6, last), min(t0 + 7, last)
+        g0, g1, g2, g3 = tiles[i0, 0], tiles[i1, 0], tiles[i2, 0], tiles[i3, 0]
+        g4, g5, g6, g7 = tiles[i4, 0], tiles[i5, 0], tiles[i6, 0], tiles[i7, 0]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = b
+        for k in range(taps):
+            wv = vbcast(wf, wbase + k)
+            o = toff[k]
+            a0 = vfma(vload(g, g0 + o), wv, a0)
+            a1 = vfma(vload(g, g1 + o), wv, a1)
+            a2 = vfma(vload(g, g2 + o), wv, a2)
+            a3 = vfma(vload(g, g3 + o), wv, a3)
+            a4 = vfma(vload(g, g4 + o), wv, a4)
+            a5 = vfma(vload(g, g5 + o), wv, a5)
+            a6 = vfma(vload(g, g6 + o), wv, a6)
+            a7 = vfma(vload(g, g7 + o), wv, a7)
+        _vstore_first(out, obase + tiles[i0, 1], a0, tiles[i0, 2])
+        _vstore_first(out, obase + tiles[i1, 1], a1, tiles[i1, 2])
+        _vstore_first(out, obase + tiles[i2, 1], a2, tiles[i2, 2])
+        _vstore_first(out, obase + tiles[i3, 1], a3, tiles[i3, 2])
+        _vstore_first(out, obase + tiles[i4, 1], a4, tiles[i4, 2])
+        _vstore_first(out, obase + tiles[i5, 1], a5, tiles[i5, 2])
+        _vstore_first(out, obase + tiles[i6, 1], a6, tiles[i6, 2])
+        _vstore_first(out, obase + tiles[i7, 1], a7, tiles[i7, 2])
+
+
+@njit(**_INNER)
+def _tiles_weight(acc, dy, dybase, g, tiles, toff):
+    # acc (taps, 4, 16) += per tap k, the dy tiles at dybase times the g tiles shifted by
+    # toff[k]; tile i goes to partial sum i % 4 (a fixed order); masked lanes read zeros
+    # from both sides, so no product of a cell outside the convolution is ever formed
+    ntiles, taps = tiles.shape[0], toff.shape[0]
+    full = ntiles - ntiles % 4
+    for k in range(taps):
+        a = k * 4 * LANES
+        a0, a1 = vload(acc, a), vload(acc, a + LANES)
+        a2, a3 = vload(acc, a + 2 * LANES), vload(acc, a + 3 * LANES)
+        o = toff[k]
+        for t in range(0, full, 4):
+            n0, n1, n2, n3 = tiles[t, 2], tiles[t + 1, 2], tiles[t + 2, 2], tiles[t + 3, 2]
+            a0 = vfma(_vload_first(g, tiles[t, 0] + o, n0), _vload_first(dy, dybase + tiles[t, 1], n0), a0)
+            a1 = vfma(
+                _vload_first(g, tiles[t + 1, 0] + o, n1), _vload_first(dy, dybase + tiles[t + 1, 1], n1), a1
+            )
+            a2 = vfma(
+                _vload_first(g, tiles[t + 2, 0] + o, n2), _vload_first(dy, dybase + tiles[t + 2, 1], n2), a2
+            )
+            a3 = vfma(
+                _vload_first(g, tiles[t + 3, 0] + o, n3), _vload_first(dy, dybase + tiles[t + 3, 1], n3), a3
+            )
+        for t in range(full, ntiles):
+            n0 = tiles[t, 2]
+            a0 = vfma(_vload_first(g, tiles[t, 0] + o, n0), _vload_first(dy, dybase + tiles[t, 1], n0), a0)
+        vstore(acc, a, a0)
+        vstore(acc, a + LANES, a1)
+        vstore(acc, a + 2 * LANES, a2)
+        vstore(acc, a + 3 * LANES, a3)
+
+
+# ---- generated kernels -------------------------------------------------------------------
+#
+# The parallel kernels are generated per plane method, so that the strip kernels can keep
+# their taps and accumulators in named registers. "tiles" (any geometry) runs the
+# _tiles_* loops above; ("strip", kh, sh, dh) works on strips of _ROWS output rows x 16
+# pixels: the kh weights of one (kd, kw) sit in registers and every gathered input row is
+# loaded once per strip and used by each output row that reads it (row j at tap t reads
+# strip row j*sh + t*dh), so a 3x3 strip does 24 FMAs per 13 loads instead of one load each.
+
+_ROWS = 8  # output rows per strip: 8 accumulators (forward) hide the FMA latency
+_MAX_STRIP_TAPS = 8  # kh weights + 8 accumulators (+ 8 dy rows in backward-weight) fit 32 zmm
+
+_KERNELS = """
+import numpy as np
+
+from fastconv.backends.cpu.conv_depthwise import (
+    _INNER, _fold, _gather, _tiles_forward, _tiles_weight, _vload_first, _vstore_first,
+)
+# helpers: {helpers}
+{planes}
+
+@njit(**_JIT)
+def forward(out, x, w, bias, map_d, map_h, ops, L, tiles, toff, dims):
+    # out (N, C, OD, OH, OW) <- per (n, c): gather the plane of x (N, C, D, H, W) into g
+    # (Dp, Hp, L), then the plane of g times w (C, taps), plus bias (C,)
+    N, C = out.shape[0], out.shape[1]
+    plane_out = out.shape[2] * out.shape[3] * out.shape[4]
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    taps = w.shape[1]
+    xf, of, wf = x.reshape(-1), out.reshape(-1), w.reshape(-1)
+    for job in prange(N * C):  # job = n * C + c owns output plane (n, c)
+        c = job % C
+        g = np.empty(map_d.shape[0] * map_h.shape[0] * L, np.float32)
+        _gather(g, xf, job * D * H * W, H, W, map_d, map_h, ops, L)
+        plane_forward(of, job * plane_out, g, wf, c * taps, vbcast(bias, c), tiles, toff, dims)
+
+
+@njit(**_JIT)
+def backward_input_fold(
+    dx, dy, w, map_d, map_h, ops, L, tiles, toff, dims, Dp, Hp, Wp, fold_d, fold_h, fold_segs
+):
+    # dx (N, C, D, H, W) <- per (n, c): the gradient of the padded plane (Dp, Hp, Wp), computed
+    # like forward from dy (N, C, OD, OH, OW) with the flipped w, folded onto x's cells
+    N, C = dx.shape[0], dx.shape[1]
+    D, H, W = dx.shape[2], dx.shape[3], dx.shape[4]
+    OD, OH, OW = dy.shape[2], dy.shape[3], dy.shape[4]
+    taps = w.shape[1]
+    dxf, dyf, wf = dx.reshape(-1), dy.reshape(-1), w.reshape(-1)
+    for job in prange(N * C):
+        c = job % C
+        g = np.empty(map_d.shape[0] * map_h.shape[0] * L, np.float32)
+        _gather(g, dyf, job * OD * OH * OW, OH, OW, map_d, map_h, ops, L)
+        gp = np.empty(Dp * Hp * Wp, np.float32)
+        plane_forward(gp, 0, g, wf, c * taps, vzero(), tiles, toff, dims)
+        _fold(dxf, job * D * H * W, D, H, W, gp, Hp, Wp, fold_d, fold_h, fold_segs)
+
+
+@njit(**_JIT)
+def backward_weight(dw, dy, x, map_d, map_h, ops, L, tiles, toff, dims):
+    # dw (C, taps) <- sum over n (in order) and outputs of dy (N, C, OD, OH, OW) times the
+    # gathered planes of x (N, C, D, H, W); one job per channel, no reduction across threads
+    C, taps = dw.shape
+    N = dy.shape[0]
+    plane_out = dy.shape[2] * dy.shape[3] * dy.shape[4]
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    dyf, xf = dy.reshape(-1), x.reshape(-1)
+    for c in prange(C):
+        g = np.empty(map_d.shape[0] * map_h.shape[0] * L, np.float32)
+        acc = np.zeros(taps * 4 * 16, np.float32)  # (taps, 4 partial sums, 16 lanes)
+        for n in range(N):
+            _gather(g, xf, (n * C + c) * D * H * W, H, W, map_d, map_h, ops, L)
+            plane_weight(acc, dyf, (n * C + c) * plane_out, g, tiles, toff, dims)
+        for k in range(taps):
+            a = k * 64
+            s = np.float32(0)
+            for lane in range(16):
+                s += (acc[a + lane] + acc[a + 16 + lane]) + (acc[a + 32 + lane] + acc[a + 48 + lane])
+            dw[c, k] = s
+"""
+
+_TILES_PLANES = """
+@njit(**_INNER)
+def plane_forward(out, obase, g, wf, wbase, b, tiles, toff, dims):
+    _tiles_forward(out, obase, g, wf, wbase, b, tiles, toff)
+
+
+@njit(**_INNER)
+def plane_weight(acc, dy, dybase, g, tiles, toff, dims):
+    _tiles_weight(acc, dy, dybase, g, tiles, toff)
+"""
+
+_STRIP_PLANES = """
+@njit(**_INNER)
+def plane_forward(out, obase, g, wf, wbase, b, tiles, toff, dims):
+    # out plane (OD, OH >= {R}, OW) at obase <- b + the taps of wf (KD, {kh}, KW) at wbase over g
+    # (Dp, Hp, L), strip by strip; the last strip of a plane overlaps (same bits stored twice)
+    OD, OH, OW, Hp, L, sd, KD, KW = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7]
+    for od in range(OD):
+        for s in range(0, OH, {R}):
+            r0 = min(s, OH - {R})
+            for v in range(0, OW, 16):
+                base = (od * sd * Hp + r0 * {sh}) * L + v
+                {acc} = b
+                for kd in range(KD):
+                    for kw in range(KW):
+                        p = base + toff[kd * {kh} * KW + kw]
+                        wk = wbase + kd * {kh} * KW + kw
+{fwd_body}
+                n = min(16, OW - v)
+                o = obase + (od * OH + r0) * OW + v
+{fwd_store}
+
+
+@njit(**_INNER)
+def plane_weight(acc, dy, dybase, g, tiles, toff, dims):
+    # acc (taps, 4, 16) += the products of the dy plane (OD, OH, OW) at dybase and g under each
+    # tap: full strips here (tap t, output row j -> partial sum (t, j % 2)), the rows past the
+    # last full strip of each plane by _tiles_weight (tiles holds just those)
+    OD, OH, OW, Hp, L, sd, KD, KW = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7]
+    full = OH - OH % {R}
+    for kd in range(KD):
+        for kw in range(KW):
+            q = kd * {kh} * KW + kw
+{wgt_load}
+            for od in range(OD):
+                for r0 in range(0, full, {R}):
+                    for v in range(0, OW, 16):
+                        n = min(16, OW - v)
+                        p = (od * sd * Hp + r0 * {sh}) * L + v + toff[q]
+                        d = dybase + (od * OH + r0) * OW + v
+{wgt_dy}
+{wgt_body}
+{wgt_store}
+    _tiles_weight(acc, dy, dybase, g, tiles, toff)
+"""
+
+
+def _row_pairs(kh: int, sh: int, dh: int) -> dict[int, list[tuple[int, int]]]:
+    """Strip row r -> the (output row j, tap t) pairs that read it: j*sh + t*dh = r."""
+    rows: dict[int, list[tuple[int, int]]] = {}
+    for j in range(_ROWS):
+        for t in range(kh):
+            rows.setdefault(j * sh + t * dh, []).append((j, t))
+    return dict(sorted(rows.items()))
+
+
+def _strip_source(kh: int, sh: int, dh: int) -> str:
+    i6 = " " * 24
+    fwd = [f"{i6}w{t} = vbcast(wf, wk + {t} * KW)" for t in range(kh)]
+    wgt = []
+    for r, pairs in _row_pairs(kh, sh, dh).items():
+        fwd.append(f"{i6}x = vload(g, p + {r} * L)")
+        fwd += [f"{i6}a{j} = vfma(x, w{t}, a{j})" for j, t in pairs]
+        wgt.append(f"{i6}x = _vload_first(g, p + {r} * L, n)")
+        wgt += [f"{i6}c{t}_{j % 2} = vfma(x, d{j}, c{t}_{j % 2})" for j, t in pairs]
+    sums = [(t, k) for t in range(kh) for k in range(2)]
+    return _STRIP_PLANES.format(
+        R=_ROWS,
+        kh=kh,
+        sh=sh,
+        acc=" = ".join(f"a{j}" for j in range(_ROWS)),
+        fwd_body="\n".join(fwd),
+        fwd_store="\n".join(f"{' ' * 16}_vstore_first(out, o + {j} * OW, a{j}, n)" for j in range(_ROWS)),
+        wgt_load="\n".join(
+            f"{' ' * 12}c{t}_{k} = vload(acc, (q + {t} * KW) * 64 + {k * 16})" for t, k in sums
+        ),
+        wgt_dy="\n".join(f"{i6}d{j} = _vload_first(dy, d + {j} * OW, n)" for j in range(_ROWS)),
+        wgt_body="\n".join(wgt),
+        wgt_store="\n".join(
+            f"{' ' * 12}vstore(acc, (q + {t} * KW) * 64 + {k * 16}, c{t}_{k})" for t, k in sums
+        ),
+    )
+
+
+@functools.cache
+def _kernels(method: tuple):
+    """The generated module of ``method``: ("tiles",) or ("strip", kh, sh, dh)."""
+    with open(__file__, "rb") as f:  # the module inlines this file's helpers: recompile on change
+        helpers = hashlib.sha256(f.read()).hexdigest()[:16]
+    planes = _TILES_PLANES if method[0] == "tiles" else _strip_source(*method[1:])
+    name = "depthwise_" + "_".join(map(str, method))
+    return codegen.load(name, _KERNELS.format(helpers=helpers, planes=planes))
+
+
+def _method(kernel, stride, dilation, out_rows: int) -> tuple:
+    """Strips where a plane has a full strip of rows, rows are shared (kh > 1), the taps fit
+    in registers, and the geometry is a common one (each variant compiles on its own)."""
+    kh, sh, dh = kernel[1], stride[1], dilation[1]
+    if out_rows >= _ROWS and 1 < kh <= _MAX_STRIP_TAPS and sh <= 2 and dh == 1:
+        return ("strip", kh, sh, dh)
+    return ("tiles",)
+
+
+# ---- plans: index maps, segments, tiles (the same for every call of a geometry) ----------
+
+
+def _segments(table: np.ndarray):
+    """Row gather of ``table`` (cell k reads source ``table[k]``, or 0 where -1) as segments
+    (k0, count, dk, s0, ds): cells k0 + t*dk read s0 + t*ds (t < count), found greedily."""
+    segs: list[list[int]] = []
+    for k in np.flatnonzero(table >= 0).tolist():
+        s = int(table[k])
+        if segs:
+            k0, count, dk, s0, ds = segs[-1]
+            if count == 1:
+                segs[-1] = [k0, 2, k - k0, s0, s - s0]
+                continue
+            if k == k0 + count * dk and s == s0 + count * ds:
+                segs[-1][1] += 1
+                continue
+        segs.append([k, 1, 1, s, 1])
+    return np.array(segs, np.int64).reshape(-1, 5)
+
+
+_ZERO, _COPY, _STRIDE2, _STRIDED = 0, 1, 2, 3  # kinds of row ops
+
+
+def _row_ops(table: np.ndarray) -> np.ndarray:
+    """The row gather of ``table`` as vector ops (kind, dst, src, lanes, src step, dst step),
+    each one masked 16-lane load and store, in order: first zeros (a prefix and a suffix, or
+    the whole row where reads and zeros interleave), then the segments 16 cells at a time."""
+    L = len(table)
+    read = np.flatnonzero(table >= 0)
+    ops = []
+    if len(read) < L:
+        contiguous = len(read) and read[-1] + 1 - read[0] == len(read)
+        spans = [(0, read[0]), (read[-1] + 1, L)] if contiguous else [(0, L)]
+        ops += [(_ZERO, k, 0, min(LANES, hi - k), 0, 0) for lo, hi in spans for k in range(lo, hi, LANES)]
+    for k0, count, dk, s0, ds in _segments(table):
+        kind = _COPY if (dk, ds) == (1, 1) else _STRIDE2 if (dk, ds) == (1, 2) else _STRIDED
+        for t in range(0, count, LANES):
+            ops.append((kind, k0 + t * dk, s0 + t * ds, min(LANES, count - t), ds, dk))
+    return np.array(ops, np.int64).reshape(-1, 6)
+
+
+def _plane_plan(method, out_size, kernel, stride, dilation, Hp: int, L: int, woff):
+    """tiles, tap offsets and dims for the plane kernels of ``method``: out_size (OD, OH, OW)
+    read from g (Dp, Hp, L) with the (D, H) stride and dilation; woff[kw]: tap kw along a row.
+
+    tiles (tiles, 3): per 16-pixel tile of the output, row-major: the offset of its first
+    gathered input cell in g, its offset in the output plane, its lanes (the strips'
+    backward-weight keeps only the rows past the last full strip of each plane).
+    toff (taps,): the offset in g of tap (kd, kh, kw), row-major.
+    dims: (OD, OH, OW, Hp, L, sd, KD, KW), the ints the strips need.
+    """
+    (OD, OH, OW), (KD, KH, KW), (sd, sh, _), (dd, dh, _) = out_size, kernel, stride, dilation
+    od, oh, v = np.meshgrid(np.arange(OD), np.arange(OH), np.arange(-(-OW // LANES)), indexing="ij")
+    tiles = np.stack(
+        [
+            ((od * sd) * Hp + oh * sh) * L + v * LANES,
+            (od * OH + oh) * OW + v * LANES,
+            np.minimum(LANES, OW - v * LANES),
+        ],
+        axis=-1,
+    ).astype(np.int64)
+    if method[0] == "strip":
+        tiles = tiles[:, OH - OH % _ROWS :]
+    rows = (np.arange(KD)[:, None] * dd * Hp + np.arange(KH)[None, :] * dh) * L
+    toff = (rows[:, :, None] + np.asarray(woff, np.int64)[None, None, :]).ravel()
+    dims = np.array([OD, OH, OW, Hp, L, sd, KD, KW], np.int64)
+    return tiles.reshape(-1, 3), toff, dims
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_plan(geom: ConvGeometry):
+    """(method, arguments after the weight and bias of the forward and backward-weight
+    kernels). The padded input plane (Dp, Hp, Wp) is gathered with each row split into
+    ``sw`` phases of ``wq`` cells (row length L = sw*wq), so tap kw of output ow reads phase
+    (kw*dw) % sw at ow + (kw*dw) // sw: contiguous in ow for any stride and dilation."""
+    sw, dw, KW = geom.stride[2], geom.dilation[2], geom.kernel[2]
+    Dp, Hp, Wp = layout.extents(geom)
+    maps = [
+        layout.pad_map(n, lo, e, geom.padding_mode)
+        for n, lo, e in zip(geom.in_size, geom.pad_lo, (Dp, Hp, Wp), strict=True)
+    ]
+    wq = -(-geom.out_size[2] // LANES) * LANES + (KW - 1) * dw // sw
+    cells = np.arange(sw)[:, None] + np.arange(wq)[None, :] * sw  # (phase, j) -> padded cell
+    table = np.where(cells < Wp, maps[2][np.minimum(cells, Wp - 1)], -1).ravel()
+    woff = [(k * dw) % sw * wq + (k * dw) // sw for k in range(KW)]
+    L = sw * wq
+    method = _method(geom.kernel, geom.stride, geom.dilation, geom.out_size[1])
+    plane = _plane_plan(method, geom.out_size, geom.kernel, geom.stride, geom.dilation, Hp, L, woff)
+    return method, (maps[0], maps[1], _row_ops(table), L, *plane)
+
+
+def _adjoint_map(size: int, lo: int, out: int, stride: int, k: int, dil: int) -> np.ndarray:
+    """Map of one axis of the backward-input gather: cell m of the (zero-inserted, padded)
+    grad_output plane reads dy[(m + lo - (k-1)*dil) / stride] where that is a whole index in
+    range(out), else 0. ``size`` cells: the outputs wanted plus the kernel's reach."""
+    q = np.arange(size + (k - 1) * dil) + lo - (k - 1) * dil
+    return np.where((q >= 0) & (q % stride == 0) & (q // stride < out), q // stride, -1)
+
+
+@functools.lru_cache(maxsize=64)
+def _backward_input_plan(geom: ConvGeometry):
+    """(method, size, arguments after the weight of the forward-type kernels): the cells of
+    dx computed, (D, H, W) with zero padding or the padded extent otherwise, as a stride-1
+    correlation (dilation kept) of the zero-inserted, padded dy with the flipped kernel."""
+    zeros = geom.padding_mode == "zeros"
+    size = geom.in_size if zeros else layout.extents(geom)
+    lo = geom.pad_lo if zeros else (0, 0, 0)
+    maps = [
+        _adjoint_map(*a)
+        for a in zip(size, lo, geom.out_size, geom.stride, geom.kernel, geom.dilation, strict=True)
+    ]
+    dw, KW = geom.dilation[2], geom.kernel[2]
+    L = -(-size[2] // LANES) * LANES + (KW - 1) * dw
+    table = np.full(L, -1, np.int64)
+    table[: len(maps[2])] = maps[2]
+    method = _method(geom.kernel, (1, 1, 1), geom.dilation, size[1])
+    plane = _plane_plan(
+        method, size, geom.kernel, (1, 1, 1), geom.dilation, len(maps[1]), L, np.arange(KW) * dw
+    )
+    return method, size, (maps[0], maps[1], _row_ops(table), L, *plane)
+
+
+@functools.lru_cache(maxsize=64)
+def _fold_plan(geom: ConvGeometry):
+    """Maps and width segments that fold the padded-plane gradient back onto x."""
+    ext = layout.extents(geom)
+    maps = [
+        layout.pad_map(n, lo, e, geom.padding_mode)
+        for n, lo, e in zip(geom.in_size, geom.pad_lo, ext, strict=True)
+    ]
+    return maps[0], maps[1], _segments(maps[2])
+
+
+# ---- entry points (float32, C-contiguous destinations; geometry lifted to 3-D) ------------
+
+
+def _weights(w: np.ndarray, flip: bool = False) -> np.ndarray:
+    """w (C, 1, KD, KH, KW) -> (C, taps) float32, C-contiguous; flipped for the adjoint."""
+    w = w[:, 0]
+    w = w[:, ::-1, ::-1, ::-1] if flip else w
+    return np.ascontiguousarray(w, dtype=np.float32).reshape(w.shape[0], -1)
+
+
+def forward(out, x, w, bias, geom: ConvGeometry) -> None:
+    """out (N, C, OD, OH, OW) <- depthwise conv of x (N, C, D, H, W) with w (C, 1, KD, KH, KW)
+    + bias (C,) or None."""
+    if out.size == 0:
+        return
+    b = np.zeros(out.shape[1], np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    method, plan = _forward_plan(geom)
+    _kernels(method).forward(out, layout.contiguous(x), _weights(w), b, *plan)
+
+
+def backward_input(dx, dy, w, geom: ConvGeometry) -> None:
+    """dx (N, C, D, H, W) <- d loss / d x from dy (N, C, OD, OH, OW) and w (C, 1, KD, KH, KW)."""
+    if dx.size == 0:
+        return
+    method, size, plan = _backward_input_plan(geom)
+    dy, wf, kernels = layout.contiguous(dy), _weights(w, flip=True), _kernels(method)
+    if geom.padding_mode == "zeros":  # dx is the whole correlation
+        kernels.forward(dx, dy, wf, np.zeros(dx.shape[1], np.float32), *plan)
+    else:
+        kernels.backward_input_fold(dx, dy, wf, *plan, *size, *_fold_plan(geom))
+
+
+def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
+    """dw (C, 1, KD, KH, KW) <- sum over n and outputs of dy (N, C, OD, OH, OW) times the
+    padded x (N, C, D, H, W) under each tap."""
+    method, plan = _forward_plan(geom)
+    result = np.empty((dw.shape[0], math.prod(dw.shape[2:])), np.float32)
+    _kernels(method).backward_weight(result, layout.contiguous(dy), layout.contiguous(x), *plan)
+    dw[:, 0] = result.reshape(dw.shape[0], *dw.shape[2:])

@@ -1,10 +1,16 @@
-"""SIMD convolution for float32: the channel-blocked path shared by the dense
-(``conv_dense``) and depthwise (``conv_depthwise``) kernels.
+"""SIMD convolution for float32: picks the kernels of each pass and builds the passes.
 
-Each engine provides ``plan_width``, ``run_blocked`` (a valid convolution of a blocked
-input), ``adjoint_weight`` and ``backward_weight_blocked``; this module converts layouts
-(padding folded into the conversion) and builds the other passes from them:
-backward-input is the forward kernel on grad_output with the kernel flipped (the adjoint),
+- Depthwise (groups = C_in = C_out): ``conv_depthwise``, on NCDHW directly.
+- Grouped: one dense convolution per group.
+- 1x1 kernels without padding: a matrix product over the pixels the stride selects, run as
+  one long row of pixels.
+- Few output channels (LeNet; the input gradient of an RGB layer): ``conv_flat``, vectors
+  over pixels in NCDHW.
+- Otherwise the channel-blocked microkernels of ``conv_dense``, on a blocked copy of the
+  input with padding folded into the conversion, and with kernel taps or stride phases
+  folded into channels where the input has few (``_fold_plan``).
+
+Backward-input is the forward kernel on grad_output with the kernel flipped (the adjoint),
 one stride phase at a time, each a stride-1 convolution with a subset of taps. All orders
 are fixed: results are bitwise identical for any thread count.
 """
@@ -17,8 +23,9 @@ import math
 
 import numpy as np
 
+from ... import config
 from ...shapes import ConvGeometry
-from . import blocked, conv_dense, conv_depthwise, layout
+from . import blocked, conv_dense, conv_depthwise, conv_flat, layout
 from .simd import LANES
 
 
@@ -27,8 +34,8 @@ def supports(geom: ConvGeometry, dtype) -> bool:
     return np.dtype(dtype) == np.float32
 
 
-def _engine(geom: ConvGeometry):
-    return conv_dense if geom.groups == 1 else conv_depthwise
+def _is_depthwise(geom: ConvGeometry, in_channels: int, out_channels: int) -> bool:
+    return geom.groups > 1 and geom.groups == in_channels == out_channels
 
 
 def _is_grouped(geom: ConvGeometry, in_channels: int, out_channels: int) -> bool:
@@ -40,6 +47,47 @@ def _group_slices(geom: ConvGeometry, in_channels: int, out_channels: int):
     cpg, opg = in_channels // geom.groups, out_channels // geom.groups
     for g in range(geom.groups):
         yield slice(g * cpg, (g + 1) * cpg), slice(g * opg, (g + 1) * opg)
+
+
+def _flat(op: str, geom: ConvGeometry, out_channels: int) -> bool:
+    """Whether the pixel-vectorised kernels of ``conv_flat`` run pass ``op`` of a dense
+    convolution (``config.CONV_ALGORITHM`` may force them on or off)."""
+    if config.CONV_ALGORITHM == "blocked":
+        return False
+    return conv_flat.applies(op, geom, out_channels, any_channels=config.CONV_ALGORITHM == "flat")
+
+
+def _pointwise(geom: ConvGeometry) -> bool:
+    """A 1x1x1 dense kernel without padding, not yet flattened: a matrix product over the
+    pixels the strides select, which runs best as one long row of pixels (no register block
+    straddles the end of a short row, and the input is subsampled once, not read in strides)."""
+    return (
+        geom.kernel == (1, 1, 1)
+        and geom.groups == 1
+        and geom.pad_lo == geom.pad_hi == (0, 0, 0)
+        and not (geom.stride == (1, 1, 1) and geom.out_size[:2] == (1, 1))
+    )
+
+
+def _selected(geom: ConvGeometry) -> tuple[slice, ...]:
+    """Index of the cells of (N, C, D, H, W) that a pointwise ``geom`` reads."""
+    cells = (slice(0, o * s, s) for o, s in zip(geom.out_size, geom.stride, strict=True))
+    return (slice(None), slice(None), *cells)
+
+
+def _pixels(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """The cells of a (N, C, D, H, W) that a pointwise ``geom`` reads, as (N, C, 1, 1, P)."""
+    return np.ascontiguousarray(a[_selected(geom)]).reshape(*a.shape[:2], 1, 1, -1)
+
+
+def _as_row(a: np.ndarray) -> np.ndarray:
+    """(N, C, D, H, W) -> (N, C, 1, 1, D*H*W)."""
+    return layout.contiguous(a).reshape(*a.shape[:2], 1, 1, -1)
+
+
+def _row_geometry(geom: ConvGeometry) -> ConvGeometry:
+    pixels = (1, 1, math.prod(geom.out_size))
+    return dataclasses.replace(geom, stride=(1, 1, 1), dilation=(1, 1, 1), in_size=pixels, out_size=pixels)
 
 
 def _ungrouped(geom: ConvGeometry) -> ConvGeometry:
@@ -57,91 +105,149 @@ def _extents(out_size, kernel, stride, dilation, offsets=(0, 0, 0)):
     )
 
 
-def _lane_use(channels: int) -> float:
-    return channels / (blocked.blocks(channels) * LANES)
+@dataclasses.dataclass(frozen=True)
+class _AxisFold:
+    """How one spatial axis (height or width) of the input enters the blocked layout.
+
+    Each of ``offsets`` becomes a group of channels: blocked cell ``j`` under offset ``a``
+    reads padded cell ``j*step + offsets[a]``. The convolution that remains has
+    ``taps.shape[1]`` kernel positions with ``stride`` and ``dilation``; ``taps[a, q]`` is the
+    original tap that position ``q`` applies under offset ``a`` (-1: none, a zero weight)."""
+
+    step: int
+    offsets: tuple[int, ...]
+    taps: np.ndarray  # (len(offsets), kernel) int
+    stride: int
+    dilation: int
+
+    def size(self, out: int) -> int:
+        """Blocked cells along the axis for ``out`` outputs."""
+        return (out - 1) * self.stride + (self.taps.shape[1] - 1) * self.dilation + 1
+
+    def extent(self, out: int) -> int:
+        """Padded input cells along the axis that the blocked cells read."""
+        return (self.size(out) - 1) * self.step + max(self.offsets) + 1
 
 
-def _folded_axes(geom: ConvGeometry, channels: int) -> int:
-    """How many trailing spatial axes (0; 1 = width; 2 = height and width) to fold into the
-    channel axis. Few input channels fill few of the 16 lanes; folding the kernel's taps
-    into channels fills them (RGB with 7x7 taps: 3/16 lanes -> 21/32 -> 147/160)."""
-    kh, kw = geom.kernel[1:]
-    if kw == 1 or _lane_use(channels * kw) <= 1.5 * _lane_use(channels):
-        return 0
-    if (
-        kh > 1
-        and _lane_use(channels * kw) < 0.8
-        and _lane_use(channels * kh * kw) > 1.2 * _lane_use(channels * kw)
-    ):
-        return 2
-    return 1
+def _axis_folds(k: int, s: int, d: int):
+    """The ways one axis may enter the blocked layout: as it is; with its taps folded into
+    channels (a partial im2col: k times the data, kernel 1); or, if strided, with its stride
+    phases folded into channels (space-to-depth: the same data, kernel ceil(k/s), stride 1)."""
+    yield _AxisFold(1, (0,), np.arange(k)[None], s, d)
+    if k > 1:
+        yield _AxisFold(s, tuple(t * d for t in range(k)), np.arange(k)[:, None], 1, 1)
+    if k > 1 and s > 1 and d == 1:
+        t = np.arange(s)[:, None] + s * np.arange(-(-k // s))[None]
+        yield _AxisFold(s, tuple(range(s)), np.where(t < k, t, -1), 1, 1)
 
 
-def _folded_input(x, geom: ConvGeometry, k: int, out_width: int):
-    """The blocked input of ``geom`` with the taps of its last ``k`` spatial axes folded into
-    the channels (blocked channel c*taps + t reads input channel c at tap t), gathered in one
-    pass from x (N, C, D, H, W); and the geometry of the equivalent convolution, whose
-    kernel is 1 on those axes."""
-    c = x.shape[1]
-    (od, oh, _), (sd, sh, sw), (dd, dh, dw) = geom.out_size, geom.stride, geom.dilation
-    kd, kh, kw = geom.kernel
-    taps_h = kh if k == 2 else 1
-    src_c = np.repeat(np.arange(c), taps_h * kw)
-    off_h = np.tile(np.repeat(np.arange(taps_h) * dh, kw), c)
-    off_w = np.tile(np.arange(kw) * dw, taps_h * c)
-    ext = _extents((od, oh, out_width), geom.kernel, geom.stride, geom.dilation)
-    maps = _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode)
-    size = (ext[0], oh if k == 2 else ext[1], out_width)
-    steps = (sh if k == 2 else 1, sw)
-    xb = blocked.to_blocked_folded(layout.contiguous(x), maps, src_c, off_h, off_w, steps, size)
+def _fold_plan(geom: ConvGeometry, batch: int, channels: int, out_channels: int, out_width: int):
+    """(height fold, width fold) of a dense convolution. Few input channels fill few of the
+    16 lanes; folding taps or stride phases into channels fills them (RGB, 7x7, stride 2:
+    3 of 16 lanes, or 48 of 48 with the phases of both axes and the width taps folded).
+    Chosen from the shape alone by a cost model of this machine: the microkernel does about
+    95 G lane-FMAs per second (every lane of the padded channel blocks, every position of
+    the folded kernel) and the layout conversion writes about 1 G floats per second."""
+    (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
+    depth = (od - 1) * sd + (kd - 1) * dd + 1
+    outputs = batch * od * oh * out_width * blocked.blocks(out_channels) * LANES
+
+    def cost(folds):
+        fh, fw = folds
+        lanes = blocked.blocks(channels * len(fh.offsets) * len(fw.offsets)) * LANES
+        fmas = outputs * lanes * kd * fh.taps.shape[1] * fw.taps.shape[1]
+        return fmas / 95 + batch * lanes * depth * fh.size(oh) * fw.size(out_width)
+
+    axes = zip(geom.kernel[1:], geom.stride[1:], geom.dilation[1:], strict=True)
+    return min(itertools.product(*(_axis_folds(*a) for a in axes)), key=cost)
+
+
+def _folded_input(x, geom: ConvGeometry, folds, out_width: int):
+    """The blocked input of ``geom`` under ``folds`` (height, width), gathered in one pass
+    from x (N, C, D, H, W): blocked channel (c*nh + a)*nw + b is input channel c under
+    height offset a and width offset b; and the geometry of the equivalent convolution."""
+    (fh, fw), c = folds, x.shape[1]
+    (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
+    nh, nw = len(fh.offsets), len(fw.offsets)
+    src_c = np.repeat(np.arange(c), nh * nw)
+    off_h = np.tile(np.repeat(np.array(fh.offsets), nw), c)
+    off_w = np.tile(np.array(fw.offsets), c * nh)
+    size = ((od - 1) * sd + (kd - 1) * dd + 1, fh.size(oh), fw.size(out_width))
+    maps = _maps(x.shape[2:], geom.pad_lo, (size[0], fh.extent(oh), fw.extent(out_width)), geom.padding_mode)
+    xb = blocked.to_blocked_folded(layout.contiguous(x), maps, src_c, off_h, off_w, (fh.step, fw.step), size)
     unit = ConvGeometry(
-        stride=(sd, 1 if k == 2 else sh, 1),
+        stride=(sd, fh.stride, fw.stride),
         pad_lo=(0, 0, 0),
         pad_hi=(0, 0, 0),
-        dilation=(dd, 1 if k == 2 else dh, 1),
+        dilation=(dd, fh.dilation, fw.dilation),
         groups=1,
         in_size=size,
-        kernel=(kd, 1 if k == 2 else kh, 1),
+        kernel=(kd, fh.taps.shape[1], fw.taps.shape[1]),
         out_size=geom.out_size,
     )
     return xb, unit
 
 
-def _folded_weight_shape(shape, k: int) -> tuple[int, ...]:
-    """(O, C, KD, KH, KW) -> (O, C * taps, KD, [KH,] 1[, 1]), matching ``_folded_input``."""
-    return (shape[0], shape[1] * math.prod(shape[5 - k :]), *shape[2 : 5 - k], *(1,) * k)
+def _tap_index(shape, folds):
+    """Index of the original weight (O, C, KD, KH + 1, KW + 1) (last cell of each axis: a
+    zero) for each weight of the folded convolution, as (O, C, KD, nh, nw, KHq, KWq)."""
+    fh, fw = folds
+    th = np.where(fh.taps < 0, shape[3], fh.taps)
+    tw = np.where(fw.taps < 0, shape[4], fw.taps)
+    return (slice(None), slice(None), slice(None), th[:, None, :, None], tw[None, :, None, :])
 
 
-def _fold_weight(w, k: int):
-    """w (O, C, KD, KH, KW) -> the weight of the folded convolution (``_folded_weight_shape``)."""
-    moved = np.moveaxis(w, tuple(range(5 - k, 5)), tuple(range(2, 2 + k)))
-    return np.ascontiguousarray(moved).reshape(_folded_weight_shape(w.shape, k))
+def _fold_weight(w, folds):
+    """w (O, C, KD, KH, KW) -> the weight of the folded convolution (O, C*nh*nw, KD, KHq, KWq)."""
+    if all(len(f.offsets) == 1 for f in folds):  # nothing folded
+        return w
+    o, c, kd = w.shape[:3]
+    padded = np.zeros((o, c, kd, w.shape[3] + 1, w.shape[4] + 1), np.float32)
+    padded[:, :, :, :-1, :-1] = w
+    folded = padded[_tap_index(w.shape, folds)]  # (O, C, KD, nh, nw, KHq, KWq)
+    return np.ascontiguousarray(folded.transpose(0, 1, 3, 4, 2, 5, 6)).reshape(o, -1, kd, *folded.shape[5:])
 
 
-def _unfold_weight(dw, dw_folded, k: int) -> None:
-    """dw (O, C, KD, KH, KW) <- the gradient with respect to ``_fold_weight(w, k)``."""
-    moved_shape = (*dw.shape[:2], *dw.shape[5 - k :], *dw.shape[2 : 5 - k])
-    dw[...] = np.moveaxis(dw_folded.reshape(moved_shape), tuple(range(2, 2 + k)), tuple(range(5 - k, 5)))
+def _unfold_weight(dw, dw_folded, folds) -> None:
+    """dw (O, C, KD, KH, KW) <- the gradient with respect to ``_fold_weight(w, folds)``: each
+    original tap is one folded weight; the zero weights' gradients land in the dropped cells."""
+    if all(len(f.offsets) == 1 for f in folds):
+        dw[...] = dw_folded
+        return
+    o, c, kd = dw.shape[:3]
+    nh, nw = len(folds[0].offsets), len(folds[1].offsets)
+    grad = dw_folded.reshape(o, c, nh, nw, kd, *dw_folded.shape[3:]).transpose(0, 1, 4, 2, 3, 5, 6)
+    full = np.zeros((o, c, kd, dw.shape[3] + 1, dw.shape[4] + 1), np.float32)
+    full[_tap_index(dw.shape, folds)] = grad
+    dw[...] = full[:, :, :, :-1, :-1]
 
 
 def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C/g, KD, KH, KW)) + bias."""
+    if _is_depthwise(geom, x.shape[1], out.shape[1]):
+        conv_depthwise.forward(out, x, w, bias, geom)
+        return
     if _is_grouped(geom, x.shape[1], out.shape[1]):
         for cs, os in _group_slices(geom, x.shape[1], out.shape[1]):
             part = np.empty((out.shape[0], os.stop - os.start, *out.shape[2:]), np.float32)
             conv_forward(part, x[:, cs], w[os], None if bias is None else bias[os], _ungrouped(geom))
             out[:, os] = part
         return
-    engine = _engine(geom)
-    owp = engine.plan_width(out.shape[1], out.shape[4])
-    k = _folded_axes(geom, x.shape[1]) if engine is conv_dense else 0
-    if k:
-        xb, geom = _folded_input(x, geom, k, owp)
-        w = _fold_weight(w, k)
-    else:
-        ext = _extents((*geom.out_size[:2], owp), geom.kernel, geom.stride, geom.dilation)
-        xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode))
-    engine.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, (0, 0, 0))
+    if _pointwise(geom):
+        shape = (*out.shape[:2], 1, 1, math.prod(out.shape[2:]))
+        rows = out.reshape(shape) if out.flags.c_contiguous else np.empty(shape, np.float32)
+        conv_forward(rows, _pixels(x, geom), w, bias, _row_geometry(geom))
+        if not out.flags.c_contiguous:
+            out[...] = rows.reshape(out.shape)
+        return
+    if _flat("forward", geom, out.shape[1]):
+        conv_flat.forward(out, x, w, bias, geom)
+        return
+    owp = conv_dense.plan_width(out.shape[1], out.shape[4])
+    folds = _fold_plan(geom, *x.shape[:2], out.shape[1], owp)
+    xb, geom = _folded_input(x, geom, folds, owp)
+    w = _fold_weight(w, folds)
+    conv_dense.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, (0, 0, 0))
 
 
 def _phase_taps(r: int, stride: int, dil: int, lo: int, k: int):
@@ -160,11 +266,12 @@ def _phase_taps(r: int, stride: int, dil: int, lo: int, k: int):
     return t0, step_t, len(range(t0, k, step_t)), step_o, (r + lo - t0 * dil) // stride
 
 
-def _backward_input_zeros(engine, dx, dy, w, stride, dilation, pad_lo) -> None:
-    """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, one stride phase at a time;
-    dy is converted to the blocked layout once, padded enough for every phase."""
-    w_t = engine.adjoint_weight(w)
-    owp = engine.plan_width(dx.shape[1], -(-dx.shape[4] // stride[2]))
+def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool) -> None:
+    """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, one stride phase at a time,
+    each a stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the
+    phase's taps of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat``
+    (dy flattened once), else the channel-blocked ones (dy converted once)."""
+    w_t = w.transpose(1, 0, 2, 3, 4)  # (C, O, ...): the adjoint's outputs are the input channels
     live = []
     for phase in itertools.product(*(range(s) for s in stride)):
         index = (slice(None), slice(None), *(slice(r, None, s) for r, s in zip(phase, stride, strict=True)))
@@ -176,62 +283,78 @@ def _backward_input_zeros(engine, dx, dy, w, stride, dilation, pad_lo) -> None:
     if not live:
         return
     lo = tuple(max(0, *axis) for axis in zip(*(pad for _, _, pad in live), strict=True))
+    phases = []
+    for index, taps, pad in live:
+        sub = tuple(slice(t0, t0 + (m - 1) * st + 1, st) for t0, st, m, _, _ in taps)
+        w_phase = np.ascontiguousarray(np.flip(w_t[(slice(None), slice(None), *sub)], axis=(2, 3, 4)))
+        start = tuple(a - p for a, p in zip(lo, pad, strict=True))
+        cells = tuple(sl.start for sl in index[2:]), tuple(sl.step for sl in index[2:])
+        phases.append((cells, w_phase, start, tuple(t[3] for t in taps)))
+    if flat:
+        conv_flat.backward_phases(dx, dy, phases, lo)
+        return
+    owp = conv_dense.plan_width(dx.shape[1], -(-dx.shape[4] // stride[2]))
     ext = [
-        _extents(
-            (*dx[index].shape[2:4], owp),
-            [t[2] for t in taps],
-            (1, 1, 1),
-            [t[3] for t in taps],
-            tuple(a - p for a, p in zip(lo, pad, strict=True)),
-        )
-        for index, taps, pad in live
+        _extents((*blocked.phase_view(dx, cells).shape[2:4], owp), w_phase.shape[2:], (1, 1, 1), dil, start)
+        for cells, w_phase, start, dil in phases
     ]
     dyb = blocked.to_blocked(
         layout.contiguous(dy), _maps(dy.shape[2:], lo, tuple(map(max, zip(*ext, strict=True))), "zeros")
     )
-    for index, taps, pad in live:
-        sub = tuple(slice(t0, t0 + (m - 1) * st + 1, st) for t0, st, m, _, _ in taps)
-        w_phase = np.ascontiguousarray(np.flip(w_t[(slice(None), slice(None), *sub)], axis=(2, 3, 4)))
-        offsets = tuple(a - p for a, p in zip(lo, pad, strict=True))
-        phase = tuple(sl.start for sl in index[2:]), tuple(sl.step for sl in index[2:])
-        engine.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), tuple(t[3] for t in taps), offsets, phase)
+    for cells, w_phase, start, dil in phases:
+        conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells)
 
 
 def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
     """dx (N, C, D, H, W) <- d loss / d x: per stride phase, a stride-1 SIMD convolution of
     dy (N, O, OD, OH, OW) with the phase's taps of the adjoint weight, flipped.
     Other padding modes: the gradient of the padded input, folded back onto x."""
+    if _is_depthwise(geom, dx.shape[1], dy.shape[1]):
+        conv_depthwise.backward_input(dx, dy, w, geom)
+        return
     if _is_grouped(geom, dx.shape[1], dy.shape[1]):
         for cs, os in _group_slices(geom, dx.shape[1], dy.shape[1]):
             part = np.empty((dx.shape[0], cs.stop - cs.start, *dx.shape[2:]), np.float32)
             conv_backward_input(part, dy[:, os], w[os], _ungrouped(geom))
             dx[:, cs] = part
         return
-    engine = _engine(geom)
+    if _pointwise(geom):
+        rows = np.empty((*dx.shape[:2], 1, 1, math.prod(dy.shape[2:])), np.float32)
+        conv_backward_input(rows, _as_row(dy), w, _row_geometry(geom))
+        if dx.shape != dy.shape[:1] + dx.shape[1:2] + dy.shape[2:]:
+            dx[...] = 0  # cells no stride reaches
+        dx[_selected(geom)] = rows.reshape(*dx.shape[:2], *dy.shape[2:])
+        return
+    flat = _flat("backward_input", geom, dx.shape[1])
     if geom.padding_mode == "zeros":
-        _backward_input_zeros(engine, dx, dy, w, geom.stride, geom.dilation, geom.pad_lo)
+        _backward_input_zeros(dx, dy, w, geom.stride, geom.dilation, geom.pad_lo, flat)
         return
     dxp = np.empty(dx.shape[:2] + layout.extents(geom), np.float32)
-    _backward_input_zeros(engine, dxp, dy, w, geom.stride, geom.dilation, (0, 0, 0))
+    _backward_input_zeros(dxp, dy, w, geom.stride, geom.dilation, (0, 0, 0), flat)
     layout.fold_padded_grad(dx, dxp, geom)
 
 
 def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     """dw (O, C/g, KD, KH, KW) <- sum over n and outputs of dy (N, O, OD, OH, OW) x x_padded."""
+    if _is_depthwise(geom, x.shape[1], dy.shape[1]):
+        conv_depthwise.backward_weight(dw, dy, x, geom)
+        return
     if _is_grouped(geom, x.shape[1], dy.shape[1]):
         for cs, os in _group_slices(geom, x.shape[1], dy.shape[1]):
             conv_backward_weight(dw[os], dy[:, os], x[:, cs], _ungrouped(geom))
         return
-    engine = _engine(geom)
+    if _pointwise(geom):
+        row = _row_geometry(geom)
+        conv_backward_weight(dw, _as_row(dy), _pixels(x, geom), row)
+        return
+    if _flat("backward_weight", geom, dy.shape[1]):
+        conv_flat.backward_weight(dw, dy, x, geom)
+        return
     identity = tuple(np.arange(n, dtype=np.int64) for n in dy.shape[2:])
     dyb = blocked.to_blocked(layout.contiguous(dy), identity, slot="grad")
-    k = _folded_axes(geom, x.shape[1]) if engine is conv_dense else 0
-    if k:
-        xb, unit = _folded_input(x, geom, k, dy.shape[4])
-        dw_folded = np.empty(_folded_weight_shape(dw.shape, k), np.float32)
-        engine.backward_weight_blocked(dw_folded, dyb, xb, unit.stride, unit.dilation)
-        _unfold_weight(dw, dw_folded, k)
-        return
-    ext = layout.extents(geom)
-    xb = blocked.to_blocked(layout.contiguous(x), _maps(x.shape[2:], geom.pad_lo, ext, geom.padding_mode))
-    engine.backward_weight_blocked(dw, dyb, xb, geom.stride, geom.dilation)
+    folds = _fold_plan(geom, *x.shape[:2], dy.shape[1], dy.shape[4])
+    xb, unit = _folded_input(x, geom, folds, dy.shape[4])
+    folded_channels = dw.shape[1] * len(folds[0].offsets) * len(folds[1].offsets)
+    dw_folded = np.empty((dw.shape[0], folded_channels, *unit.kernel), np.float32)
+    conv_dense.backward_weight_blocked(dw_folded, dyb, xb, unit.stride, unit.dilation)
+    _unfold_weight(dw, dw_folded, folds)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit, prange
 
+from ...config import FASTMATH
 from ...shapes import ConvGeometry
 from .conv import conv_backward_input, conv_backward_weight, conv_forward
 
@@ -27,6 +29,22 @@ def _disjoint_blocks(geom: ConvGeometry) -> bool:
     )
 
 
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def _depth_to_space(out, z, kd, kh, kw):
+    # out[n, o, d*kd + i, h*kh + j, w*kw + k] <- z (N, O*kd*kh*kw, D, H, W) channel ((o*kd + i)*kh + j)*kw + k
+    N, O, D, H, W = out.shape[0], out.shape[1], z.shape[2], z.shape[3], z.shape[4]
+    for job in prange(N * O * D):
+        n, o, d = job // (O * D), job // D % O, job % D
+        for i in range(kd):
+            for h in range(H):
+                for j in range(kh):
+                    dst = out[n, o, d * kd + i, h * kh + j]
+                    for k in range(kw):
+                        src = z[n, ((o * kd + i) * kh + j) * kw + k, d, h]
+                        for w in range(W):
+                            dst[w * kw + k] = src[w]
+
+
 def _blocks_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """The disjoint-blocks case as a 1x1 convolution to C_out*KD*KH*KW channels (one per block
     cell, on the fast forward kernels) followed by a depth-to-space copy."""
@@ -40,9 +58,7 @@ def _blocks_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     geom1 = ConvGeometry((1, 1, 1), (0, 0, 0), (0, 0, 0), (1, 1, 1), groups, size, (1, 1, 1), size)
     z = np.empty((n, c_out * taps, *size), out.dtype)
     conv_forward(z, x, w1, b1, geom1)
-    (kd, kh, kw), (d, h, wd) = geom.kernel, size
-    blocks = out.reshape(n, c_out, d, kd, h, kh, wd, kw)
-    blocks[...] = z.reshape(n, c_out, kd, kh, kw, d, h, wd).transpose(0, 1, 5, 2, 6, 3, 7, 4)
+    _depth_to_space(out, z, *geom.kernel)
 
 
 def conv_transpose_forward(out, x, w, bias, geom: ConvGeometry) -> None:

@@ -7,13 +7,19 @@ ceil_mode and adaptive windows share one compiled kernel per pass and dtype. Pad
 materialised: a window skips the cells outside the input, so max pooling's -inf padding never
 wins and average pooling counts padding only in its divisor. Forward kernels parallelise over
 output rows and sweep each window tap along the whole row (visiting every window's cells in
-scan order), which LLVM vectorises; backward kernels and scatters parallelise over (n, c)
-planes, one thread owning a plane and accumulating in a fixed order. Results are race-free
-and bitwise identical for any thread count.
+scan order), which LLVM vectorises: max pooling reads the windows lying inside the row
+without bounds checks, at a constant stride; backward kernels and scatters parallelise over
+(n, c) planes, one thread owning a plane and accumulating in a fixed order. Results are
+race-free and bitwise identical for any thread count.
+
+Average pooling whose windows tile the input (kernel == stride, no padding: every window
+full, none overlapping) skips the tables: plain block sums, and for global pooling (one window
+per plane) one contiguous sum per plane. Tables, tilings and interiors are cached per geometry.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -23,55 +29,97 @@ from ...config import FASTMATH
 from . import layout
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+# averages divide exactly, as PyTorch: no "arcp" (it turns a loop-invariant divisor into a
+# multiplication by its rounded reciprocal, e.g. 7/3*3 == 7.0000005 in float32)
+_JIT_DIV = dict(_JIT, fastmath=FASTMATH - {"arcp"})
 
 
-@njit(**_JIT)
-def _max_pool_kernel(
-    out,
-    idx,
-    x,
-    first_d,
-    stop_d,
-    first_h,
-    stop_h,
-    start_w,
-    first_w,
-    stop_w,
-    taps_w,
-    dil_d,
-    dil_h,
-    dil_w,
-    with_indices,
-):
-    # out, idx (N, C, OD, OH, OW) = max of x (N, C, D, H, W) over each window and (if with_indices) its flat index d*H*W + h*W + w
-    N, C, OD, OH, OW = out.shape
-    H, W = x.shape[3], x.shape[4]
-    for job in prange(N * C * OD * OH):  # one output row per job
-        oh = job % OH
-        t = job // OH
-        od = t % OD
-        t //= OD
-        c = t % C
-        n = t // C
-        orow, irow = out[n, c, od, oh], idx[n, c, od, oh] if with_indices else idx[0, 0, 0, 0]
-        orow[:] = -np.inf
-        if with_indices:  # an all -inf window points at its first cell
-            for ow in range(OW):
-                irow[ow] = (first_d[od] * H + first_h[oh]) * W + first_w[ow]
-        # taps in window scan order (d, h, w), each swept along the row: vectorises over ow
-        for i_d in range(first_d[od], stop_d[od], dil_d):
-            for ih in range(first_h[oh], stop_h[oh], dil_h):
-                xrow = x[n, c, i_d, ih]
-                for j in range(taps_w):
-                    for ow in range(OW):
-                        iw = start_w[ow] + j * dil_w
-                        if iw >= first_w[ow] and iw < stop_w[ow]:
-                            v = xrow[iw]
-                            # first maximum wins; NaN wins and the last NaN sticks (PyTorch)
-                            take = v > orow[ow] or v != v
-                            orow[ow] = v if take else orow[ow]
-                            if with_indices:
-                                irow[ow] = (i_d * H + ih) * W + iw if take else irow[ow]
+@njit(inline="always")
+def _take(orow, irow, ow, v, at, with_indices):
+    # first maximum wins; NaN wins and the last NaN sticks (PyTorch)
+    take = (v > orow[ow]) | (v != v)
+    orow[ow] = v if take else orow[ow]
+    if with_indices:
+        irow[ow] = at if take else irow[ow]
+
+
+def _max_pool_kernel_for(with_indices: bool):
+    """The max pooling kernel with or without indices: a closure constant, not an argument, so
+    each variant compiles (and caches) its own branch-free, vectorised loops."""
+
+    @njit(**_JIT)
+    def kernel(
+        out,
+        idx,
+        x,
+        first_d,
+        stop_d,
+        first_h,
+        stop_h,
+        start_w,
+        first_w,
+        stop_w,
+        taps_w,
+        dil_d,
+        dil_h,
+        dil_w,
+        stride_w,
+        lo_w,
+        hi_w,
+    ):
+        # out, idx (N, C, OD, OH, OW) = max of x (N, C, D, H, W) over each window and (with
+        # indices) its flat index d*H*W + h*W + w. Windows lo_w <= ow < hi_w (``_interior_w``)
+        # lie inside the row, stride_w apart: read without bounds checks, through slices
+        # indexed from 0 (a provably non-negative index is what lets LLVM vectorise)
+        N, C, OD, OH, OW = out.shape
+        H, W = x.shape[3], x.shape[4]
+        for job in prange(N * C * OD * OH):  # one output row per job
+            oh = job % OH
+            t = job // OH
+            od = t % OD
+            t //= OD
+            c = t % C
+            n = t // C
+            orow, irow = out[n, c, od, oh], idx[n, c, od, oh] if with_indices else idx[0, 0, 0, 0]
+            orow[:] = -np.inf
+            if with_indices:  # an all -inf window points at its first cell
+                for ow in range(OW):
+                    irow[ow] = (first_d[od] * H + first_h[oh]) * W + first_w[ow]
+            o_in, i_in = orow[lo_w:hi_w], irow[lo_w:hi_w] if with_indices else irow
+            # taps in window scan order (d, h, w), each swept along the row
+            for i_d in range(first_d[od], stop_d[od], dil_d):
+                for ih in range(first_h[oh], stop_h[oh], dil_h):
+                    xrow, row_at = x[n, c, i_d, ih], (i_d * H + ih) * W
+                    for j in range(taps_w):  # edge windows skip taps outside the input
+                        for edge in range(OW - o_in.size):
+                            ow = edge if edge < lo_w else edge + o_in.size
+                            iw = start_w[ow] + j * dil_w
+                            if iw >= first_w[ow] and iw < stop_w[ow]:
+                                _take(orow, irow, ow, xrow[iw], row_at + iw, with_indices)
+                    j = 0
+                    while j < taps_w:  # interior windows (each still sees its taps in order)
+                        iw0 = start_w[lo_w] + j * dil_w  # tap j of window lo_w + k: iw0 + k*stride
+                        x_in, at = xrow[max(iw0, 0) :], row_at + iw0
+                        if stride_w == 2 and dil_w == 1 and j + 1 < taps_w:
+                            for k in range(o_in.size):  # taps j, j + 1: one interleaved load
+                                _take(o_in, i_in, k, x_in[2 * k], at + 2 * k, with_indices)
+                                _take(o_in, i_in, k, x_in[2 * k + 1], at + 2 * k + 1, with_indices)
+                            j += 1
+                        elif stride_w == 2:  # constant strides: shuffles, not gathers
+                            for k in range(o_in.size):
+                                _take(o_in, i_in, k, x_in[2 * k], at + 2 * k, with_indices)
+                        elif stride_w == 1:
+                            for k in range(o_in.size):
+                                _take(o_in, i_in, k, x_in[k], at + k, with_indices)
+                        else:
+                            for k in range(o_in.size):
+                                _take(o_in, i_in, k, x_in[stride_w * k], at + stride_w * k, with_indices)
+                        j += 1
+
+    return kernel
+
+
+_max_pool_kernels = {flag: _max_pool_kernel_for(flag) for flag in (False, True)}
 
 
 @njit(**_JIT)
@@ -137,17 +185,108 @@ def _avg_pool_backward_kernel(
                                 plane[i_d, ih, iw] += g
 
 
+@njit(**_JIT_DIV)
+def _avg_tiled_kernel(out, x, kd, kh, kw, divisor):
+    # out (N, C, OD, OH, OW) = sums of x (N, C, D, H, W) over the kd x kh x kw blocks that tile it
+    # (a tail no block reaches is never read) / divisor
+    N, C, OD, OH, OW = out.shape
+    div = out.dtype.type(divisor)
+    for job in prange(N * C * OD):  # one output plane per job, each row summed in scan order
+        od = job % OD
+        c = job // OD % C
+        n = job // (OD * C)
+        for oh in range(OH):
+            orow = out[n, c, od, oh]
+            orow[:] = 0
+            for i_d in range(od * kd, od * kd + kd):
+                for ih in range(oh * kh, oh * kh + kh):
+                    xrow = x[n, c, i_d, ih]
+                    if kw == 2:  # a constant stride vectorises (shuffles, not gathers)
+                        for ow in range(OW):
+                            orow[ow] += xrow[2 * ow] + xrow[2 * ow + 1]
+                    else:
+                        for j in range(kw):
+                            for ow in range(OW):
+                                orow[ow] += xrow[ow * kw + j]
+            for ow in range(OW):
+                orow[ow] /= div
+
+
+@njit(**_JIT_DIV)
+def _avg_tiled_backward_kernel(dx, dy, kd, kh, kw, divisor):
+    # dx (N, C, D, H, W) = dy (N, C, OD, OH, OW) / divisor on every cell of its kd x kh x kw block;
+    # 0 on the tail no block reaches. One pass, no zero fill first.
+    N, C, D, H, W = dx.shape
+    OD, OH, OW = dy.shape[2], dy.shape[3], dy.shape[4]
+    div = dx.dtype.type(divisor)
+    for job in prange(N * C * D):  # one input plane per job
+        i_d = job % D
+        c = job // D % C
+        n = job // (D * C)
+        od = i_d // kd
+        for ih in range(H):
+            xrow = dx[n, c, i_d, ih]
+            oh = ih // kh
+            end = 0
+            if od < OD and oh < OH:
+                end = OW * kw
+                grow = dy[n, c, od, oh]
+                if kw == 2:
+                    for ow in range(OW):
+                        g = grow[ow] / div
+                        xrow[2 * ow] = g
+                        xrow[2 * ow + 1] = g
+                else:
+                    for ow in range(OW):
+                        g = grow[ow] / div
+                        for iw in range(ow * kw, ow * kw + kw):
+                            xrow[iw] = g
+            for iw in range(end, W):
+                xrow[iw] = 0
+
+
+@njit(**_JIT_DIV)
+def _row_mean_kernel(out, x, divisor):
+    # out (P,) = sums of the rows of x (P, L) / divisor: global pooling, a row is an (n, c) plane
+    div = x.dtype.type(divisor)
+    for p in prange(x.shape[0]):
+        row = x[p]
+        acc = x.dtype.type(0)
+        for j in range(row.shape[0]):  # a vectorised reduction
+            acc += row[j]
+        out[p] = acc / div
+
+
+@njit(**_JIT_DIV)
+def _row_fill_kernel(dx, dy, divisor):
+    # dx (P, L) = dy (P,) / divisor along each row: global pooling's backward
+    div = dx.dtype.type(divisor)
+    for p in prange(dx.shape[0]):
+        row = dx[p]
+        g = dy[p] / div
+        for j in range(row.shape[0]):
+            row[j] = g
+
+
 @njit(**_JIT)
-def _scatter_kernel(out, src, idx, accumulate):
-    # out (P, M) = src (P, K) placed at idx (P, K) within each row; summed if accumulate, else the last write wins
+def _scatter_add_kernel(out, src, idx):
+    # out (P, M) = src (P, K) summed at idx (P, K) within each row; every idx in [0, M) (checked
+    # by the caller: shapes.check_indices)
+    for p in prange(out.shape[0]):  # one thread owns a row (an (n, c) plane), adds in order
+        row, s, ix = out[p], src[p], idx[p]
+        row[:] = 0  # the plane stays in cache for the scatter
+        for j in range(s.shape[0]):
+            row[np.uint64(ix[j])] += s[j]  # unsigned: no negative-index wrap code
+
+
+@njit(**_JIT)
+def _scatter_kernel(out, src, idx):
+    # out (P, M) = src (P, K) placed at idx (P, K) within each row, zero elsewhere; the last write wins
     for p in prange(out.shape[0]):  # one thread owns a row (an (n, c) plane)
         row = out[p]
         row[:] = 0
         for j in range(src.shape[1]):
-            if accumulate:
-                row[idx[p, j]] += src[p, j]
-            else:
-                row[idx[p, j]] = src[p, j]
+            row[idx[p, j]] = src[p, j]
 
 
 @njit(**_JIT)
@@ -158,15 +297,53 @@ def _gather_kernel(out, src, idx):
             out[p, j] = src[p, idx[p, j]]
 
 
-def _tables(geom, count_include_pad: bool = True) -> list[list[np.ndarray]]:
+@functools.lru_cache(maxsize=256)
+def _tables(geom, count_include_pad: bool = True) -> tuple[tuple[np.ndarray, ...], ...]:
     """Per axis (D, H, W): start, first, stop, count as int64 arrays; ``count`` is the clipped
-    window size unless ``count_include_pad``."""
+    window size unless ``count_include_pad``. Cached per geometry: shared, never written."""
     tables = []
     for start, first, stop, count in geom.windows():
         first, stop = np.array(first, np.int64), np.array(stop, np.int64)
         count = np.array(count, np.int64) if count_include_pad else stop - first
-        tables.append([np.array(start, np.int64), first, stop, count])
-    return tables
+        tables.append((np.array(start, np.int64), first, stop, count))
+    return tuple(tables)
+
+
+@functools.lru_cache(maxsize=256)
+def _tile(geom) -> tuple[int, int, int] | None:
+    """(kd, kh, kw) when the windows of a lifted geometry tile its input: on every axis window
+    ``o`` reads exactly cells ``o*k .. o*k + k - 1`` (kernel == stride, no padding, dilation
+    or clipped window; a tail past the last window is never read); else None. Such windows
+    are full, so every divisor (with or without ``count_include_pad``) is kd*kh*kw."""
+    if any(dil != 1 for dil in geom.dilation):
+        return None
+    kernel = []
+    for start, first, stop, _ in geom.windows():
+        k = stop[0] - first[0]
+        if start != first or any(
+            a != o * k or b != a + k for o, (a, b) in enumerate(zip(first, stop, strict=True))
+        ):
+            return None
+        kernel.append(k)
+    return tuple(kernel)
+
+
+@functools.lru_cache(maxsize=256)
+def _interior_w(geom) -> tuple[int, int, int]:
+    """(stride, lo, hi): the windows ``lo <= ow < hi`` along W read every tap inside the input
+    and start ``stride`` apart (no bounds checks needed); lo = hi = 0 when there are none."""
+    start, first, stop, _ = geom.windows()[2]
+    span = (geom.kernel[2] - 1) * geom.dilation[2]
+    stride = start[1] - start[0] if len(start) > 1 else 1
+    inside = [
+        s == start[0] + o * stride and f <= s and s + span < b
+        for o, (s, f, b) in enumerate(zip(start, first, stop, strict=True))
+    ]
+    if stride < 1 or True not in inside:
+        return 1, 0, 0
+    lo = inside.index(True)
+    hi = inside.index(False, lo) if False in inside[lo:] else len(inside)
+    return stride, lo, hi
 
 
 def _planes(a: np.ndarray) -> np.ndarray:
@@ -180,7 +357,7 @@ def max_pool_forward(out, indices, x, geom) -> None:
     (_, first_d, stop_d, _), (_, first_h, stop_h, _), (start_w, first_w, stop_w, _) = _tables(geom)
     with_indices = indices is not None
     idx = indices if with_indices else np.empty((1, 1, 1, 1, 1), np.int64)
-    _max_pool_kernel(
+    _max_pool_kernels[with_indices](
         out,
         idx,
         layout.contiguous(x),
@@ -193,29 +370,38 @@ def max_pool_forward(out, indices, x, geom) -> None:
         stop_w,
         geom.kernel[2],
         *geom.dilation,
-        with_indices,
+        *_interior_w(geom),
     )
 
 
 def max_pool_backward(dx, dy, indices) -> None:
-    """dx (N, C, *in) <- dy (N, C, *out) added at the flat plane positions ``indices``."""
-    _scatter_kernel(_planes(dx), _planes(dy), _planes(indices), True)
+    """dx (N, C, *in) <- dy (N, C, *out) added at the flat plane positions ``indices`` (any
+    indices in range, repeats accumulate: PyTorch's scatter-add)."""
+    _scatter_add_kernel(_planes(dx), _planes(dy), _planes(indices))
 
 
 def avg_pool_forward(out, x, geom, count_include_pad: bool, divisor_override: int) -> None:
     """out (N, C, OD, OH, OW) <- average pooling of x (N, C, D, H, W); divisor_override 0 = none."""
-    d_axis, h_axis, w_axis = _tables(geom, count_include_pad)
-    _avg_pool_kernel(
-        out, layout.contiguous(x), *d_axis[1:], *h_axis[1:], *w_axis, geom.kernel[2], divisor_override
-    )
+    x, tile = layout.contiguous(x), _tile(geom)
+    if tile is None:
+        d_axis, h_axis, w_axis = _tables(geom, count_include_pad)
+        _avg_pool_kernel(out, x, *d_axis[1:], *h_axis[1:], *w_axis, geom.kernel[2], divisor_override)
+    elif tile == geom.in_size and out.flags.c_contiguous:  # global: one window per plane
+        _row_mean_kernel(out.reshape(-1), _planes(x), divisor_override or math.prod(tile))
+    else:
+        _avg_tiled_kernel(out, x, *tile, divisor_override or math.prod(tile))
 
 
 def avg_pool_backward(dx, dy, geom, count_include_pad: bool, divisor_override: int) -> None:
     """dx (N, C, D, H, W) <- gradient of average pooling from dy (N, C, OD, OH, OW)."""
-    d_axis, h_axis, w_axis = _tables(geom, count_include_pad)
-    _avg_pool_backward_kernel(
-        dx, layout.contiguous(dy), *d_axis[1:], *h_axis[1:], *w_axis[1:], divisor_override
-    )
+    dy, tile = layout.contiguous(dy), _tile(geom)
+    if tile is None:
+        d_axis, h_axis, w_axis = _tables(geom, count_include_pad)
+        _avg_pool_backward_kernel(dx, dy, *d_axis[1:], *h_axis[1:], *w_axis[1:], divisor_override)
+    elif tile == geom.in_size and dx.flags.c_contiguous:  # global: one window per plane
+        _row_fill_kernel(_planes(dx), dy.reshape(-1), divisor_override or math.prod(tile))
+    else:
+        _avg_tiled_backward_kernel(dx, dy, *tile, divisor_override or math.prod(tile))
 
 
 def lp_pool_forward(out, x, norm_type: float, geom) -> None:
@@ -242,7 +428,7 @@ def lp_pool_backward(dx, dy, x, norm_type: float, geom) -> None:
 
 def max_unpool_forward(out, x, indices) -> None:
     """out (N, C, *out) <- zeros with x (N, C, *in) placed at the flat plane positions ``indices``."""
-    _scatter_kernel(_planes(out), _planes(x), _planes(indices), False)
+    _scatter_kernel(_planes(out), _planes(x), _planes(indices))
 
 
 def max_unpool_backward(dx, dy, indices) -> None:

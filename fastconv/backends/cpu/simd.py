@@ -102,3 +102,16 @@ def vadd(typingctx, a, b):
         return builder.fadd(*args)
 
     return f32x16(f32x16, f32x16), codegen
+
+
+@intrinsic
+def vsum(typingctx, a):
+    """The sum of the 16 lanes, added in lane order (a fixed order: deterministic)."""
+
+    def codegen(context, builder, sig, args):
+        total = builder.extract_element(args[0], ir.Constant(ir.IntType(32), 0))
+        for lane in range(1, LANES):
+            total = builder.fadd(total, builder.extract_element(args[0], ir.Constant(ir.IntType(32), lane)))
+        return total
+
+    return types.float32(f32x16), codegen

@@ -1,0 +1,288 @@
+"""Stride-1 float32 convolution with few output channels, vectorised over pixels in NCDHW.
+
+The channel-blocked kernels put 16 output channels in a vector; a layer with 1, 3 or 6
+output channels (LeNet, the input gradient of an RGB stem) would leave most lanes idle.
+Here the vector runs over pixels instead. Each (n, c) input plane is padded onto a grid of
+(Dx, Hx, Wx) cells and flattened; output pixel (od, oh, ow) sits at flat index
+``p = (od*Hx + oh)*Wx + ow`` of the same grid, and tap (kd, kh, kw) reads flat index
+``p + (kd*dd*Hx + kh*dh)*Wx + kw*dw``: a constant offset per tap, so 16 consecutive
+outputs read 16 consecutive inputs whatever rows they span. The cells with ow >= OW (or
+oh >= OH) are computed too and dropped when the result is cropped back to NCDHW.
+
+Forward: a register block of NO output channels x V vectors of 16 pixels; per input
+channel and tap, V vector loads, NO weight broadcasts and NO*V fused multiply-adds.
+Backward-input is the forward on grad_output with the kernel flipped and transposed, one
+stride phase at a time (``conv_simd`` plans the phases); grad_output is flattened once.
+Backward-weight keeps NO output channels x TT taps of dW as vectors, reduced over a fixed
+chunk of images and then over the chunks in order, so results never depend on the thread
+count.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit, prange
+
+from ...config import FASTMATH
+from ...shapes import ConvGeometry
+from . import blocked, codegen, layout
+from .simd import LANES
+
+# vectors of 16 pixels (forward) and taps (backward-weight) per register block, by output
+# channels per block: NO*V accumulators + V loads + 1 broadcast fit in 32 zmm registers
+_FORWARD_V = {1: 12, 2: 8, 4: 5, 6: 4, 8: 3}
+_WEIGHT_TT = {1: 12, 2: 8, 4: 5, 6: 3, 8: 2}
+_CHUNK_VECTORS = 8192  # backward-weight: images per partial sum, from the shape alone
+# most output channels (of the pass) for which these kernels beat the channel-blocked ones,
+# measured on LeNet's layers: 16 outputs still win in a forward pass (one or two blocks of
+# the blocked kernels are too narrow for a full register block), not in backward-weight
+_MAX_OUT_CHANNELS = {"forward": 16, "backward_input": 16, "backward_weight": 12}
+
+
+def applies(op: str, geom: ConvGeometry, out_channels: int, any_channels: bool = False) -> bool:
+    """Whether these kernels run pass ``op``: dense, stride 1 (backward_input: any stride,
+    its stride phases are stride-1 convolutions), and few output channels (forward and
+    backward_weight: the output's; backward_input: the input's) unless ``any_channels``."""
+    shape_fits = geom.groups == 1 and (op == "backward_input" or geom.stride == (1, 1, 1))
+    return shape_fits and (any_channels or out_channels <= _MAX_OUT_CHANNELS[op])
+
+
+def _out_block(channels: int) -> int:
+    """Output channels per register block: the least padding, then the widest block."""
+    return min(_FORWARD_V, key=lambda no: (-(-channels // no) * no, -no))
+
+
+def _forward_source(no: int, v: int) -> str:
+    ind = " " * 16
+    acc = [[f"a{j}_{i}" for i in range(v)] for j in range(no)]
+    init = "\n".join(
+        f"        {acc[j][i]} = vbcast(bias, og * {no} + {j})" for j in range(no) for i in range(v)
+    )
+    loads = "\n".join(f"{ind}x{i} = vload(xf, xk + {i * 16})" for i in range(v))
+    fmas = []
+    for j in range(no):
+        fmas.append(f"{ind}w = vbcast(wf, wk + {j})")
+        fmas += [f"{ind}{acc[j][i]} = vfma(x{i}, w, {acc[j][i]})" for i in range(v)]
+    store = "\n".join(
+        f"        vstore(of, o + {j} * Lp + {i * 16}, {acc[j][i]})" for j in range(no) for i in range(v)
+    )
+    return f"""
+
+@njit(**_JIT)
+def kernel(out, xf, wf, bias, offs, C, Ps):
+    # out (N, Og*{no}, Lp) flat output planes = conv of xf (flat (N, C, Ps) padded input planes)
+    # with wf (flat (Og, C, T, {no})) at tap offsets offs (T,) + bias; {v} vectors of 16 pixels per block
+    N, Op, Lp = out.shape[0], out.shape[1], out.shape[2]
+    Og, T, TILE = Op // {no}, offs.shape[0], {v * 16}
+    n_tiles = Lp // TILE
+    of = out.reshape(-1)
+    for job in prange(N * Og * n_tiles):
+        p0 = (job % n_tiles) * TILE
+        t = job // n_tiles
+        og = t % Og
+        n = t // Og
+{init}
+        for c in range(C):
+            xb = (n * C + c) * Ps + p0
+            wb = (og * C + c) * T * {no}
+            for k in range(T):
+                xk = xb + offs[k]
+                wk = wb + k * {no}
+{loads}
+{chr(10).join(fmas)}
+        o = (n * Op + og * {no}) * Lp + p0
+{store}
+"""
+
+
+def _weight_source(no: int, tt: int) -> str:
+    ind = " " * 16
+    acc = [[f"a{j}_{k}" for k in range(tt)] for j in range(no)]
+    zero = "\n".join(f"        {acc[j][k]} = vzero()" for j in range(no) for k in range(tt))
+    loads = [f"{ind}g{j} = vload(dyflat, gb + {j} * Lp + p)" for j in range(no)]
+    for k in range(tt):
+        loads.append(f"{ind}x = vload(xf, xb + offs[k0 + {k}] + p)")
+        loads += [f"{ind}{acc[j][k]} = vfma(g{j}, x, {acc[j][k]})" for j in range(no)]
+    store = "\n".join(
+        f"        part[chunk, og * {no} + {j}, c, k0 + {k}] = vsum({acc[j][k]})"
+        for j in range(no)
+        for k in range(tt)
+    )
+    return f"""
+
+@njit(**_JIT)
+def kernel(part, dyf, xf, offs, C, Ps, per_chunk):
+    # part (chunks, Og*{no}, C, Tp): per chunk of per_chunk images, sum over images and flat
+    # positions of dyf (flat (N, Og*{no}, Lp), zero off the output) x xf (flat (N, C, Ps)) at tap offsets offs (Tp,)
+    chunks, Op, Tp = part.shape[0], part.shape[1], part.shape[3]
+    N, Lp = dyf.shape[0], dyf.shape[2]
+    Og, n_groups = Op // {no}, Tp // {tt}
+    dyflat = dyf.reshape(-1)
+    for job in prange(chunks * Og * C * n_groups):
+        k0 = (job % n_groups) * {tt}
+        t = job // n_groups
+        c = t % C
+        t //= C
+        og = t % Og
+        chunk = t // Og
+{zero}
+        for n in range(chunk * per_chunk, min(N, (chunk + 1) * per_chunk)):
+            gb = (n * Op + og * {no}) * Lp
+            xb = (n * C + c) * Ps
+            for p in range(0, Lp, 16):
+{chr(10).join(loads)}
+{store}
+"""
+
+
+@functools.cache
+def _forward_kernel(no: int):
+    return codegen.load(f"conv_flat_forward_no{no}", _forward_source(no, _FORWARD_V[no])).kernel
+
+
+@functools.cache
+def _weight_kernel(no: int):
+    return codegen.load(f"conv_flat_weight_no{no}", _weight_source(no, _WEIGHT_TT[no])).kernel
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def _gather_flat(out, x, map_d, map_h, map_w):
+    # out (N, Co >= C, Ps): plane (n, c) = x (N, C, D, H, W) through the index maps (-1 reads 0)
+    # on the (len(map_d), len(map_h), len(map_w)) grid, flattened, then zeros; planes c >= C are 0
+    N, Co, Ps = out.shape
+    Dx, Hx, Wx = map_d.shape[0], map_h.shape[0], map_w.shape[0]
+    for job in prange(N * Co):
+        n, c = job // Co, job % Co
+        plane = out[n, c]
+        if c >= x.shape[1]:
+            plane[:] = 0
+            continue
+        for i in range(Dx):
+            for j in range(Hx):
+                base = (i * Hx + j) * Wx
+                if map_d[i] < 0 or map_h[j] < 0:
+                    plane[base : base + Wx] = 0
+                else:
+                    row = x[n, c, map_d[i], map_h[j]]
+                    for k in range(Wx):
+                        plane[base + k] = row[map_w[k]] if map_w[k] >= 0 else 0
+        plane[Dx * Hx * Wx :] = 0
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, step_d, step_h, step_w):
+    # out[n, o, start + i*step] (per axis, i < size) <- res (N, Op >= O, Lp), cell (i, j, k) at flat (i*hx + j)*wx + k
+    N, O = out.shape[0], out.shape[1]
+    for job in prange(N * O):
+        n, o = job // O, job % O
+        for i in range(size_d):
+            for j in range(size_h):
+                src = res[n, o, (i * hx + j) * wx :]
+                dst = out[n, o, start_d + i * step_d, start_h + j * step_h, start_w:]
+                if step_w == 1:
+                    dst[:size_w] = src[:size_w]
+                else:
+                    for k in range(size_w):
+                        dst[k * step_w] = src[k]
+
+
+def _offsets(kernel, dilation, grid, start=(0, 0, 0)) -> np.ndarray:
+    """Flat offset of each tap (kd, kh, kw), in that order, on a grid of (Dx, Hx, Wx) cells,
+    reading from cell ``start``."""
+    _, hx, wx = grid
+    kd, kh, kw = (s + np.arange(k) * d for s, k, d in zip(start, kernel, dilation, strict=True))
+    return ((kd[:, None, None] * hx + kh[None, :, None]) * wx + kw[None, None, :]).reshape(-1)
+
+
+def _flat(x, maps, length: int, slot: str, channels: int = 0) -> np.ndarray:
+    """x (N, C, D, H, W) -> (N, max(C, channels), length): padded through ``maps``,
+    flattened, zero tail and zero extra channels."""
+    out = blocked.scratch(slot, (x.shape[0], max(x.shape[1], channels), length))
+    _gather_flat(out, layout.contiguous(x), *maps)
+    return out
+
+
+def _run(out, xf, grid, w, bias, offs, phase) -> None:
+    """The cells ``blocked.phase_view(out, phase)`` of out (N, O, ...) <- the stride-1 conv of
+    the flat planes xf (N, C, Ps) on ``grid`` with w (O, C, KD, KH, KW), tap offsets offs,
+    + bias (O,) or None."""
+    (n, o), c = out.shape[:2], w.shape[1]
+    size = blocked.phase_view(out, phase).shape[2:]
+    no = _out_block(o)
+    og, length = -(-o // no), _length(size[0], grid, o)
+    wf = np.zeros((og * no, c, len(offs)), np.float32)
+    wf[:o] = w.reshape(o, c, -1)
+    wf = np.ascontiguousarray(wf.reshape(og, no, c, -1).transpose(0, 2, 3, 1))
+    b = np.zeros(og * no, np.float32)
+    if bias is not None:
+        b[:o] = bias
+    res = blocked.scratch("output", (n, og * no, length))
+    _forward_kernel(no)(res, xf.reshape(-1), wf.reshape(-1), b, offs, c, xf.shape[2])
+    _crop(out, res, *grid[1:], *size, *phase[0], *phase[1])
+
+
+def _length(size_d: int, grid, out_channels: int) -> int:
+    """Flat output cells that ``_run`` computes for ``size_d`` planes of ``grid``: whole
+    register blocks of pixels."""
+    tile = _FORWARD_V[_out_block(out_channels)] * LANES
+    return -(-size_d * grid[1] * grid[2] // tile) * tile
+
+
+def _maps(in_size, lo, extents, mode):
+    return tuple(layout.pad_map(s, a, e, mode) for s, a, e in zip(in_size, lo, extents, strict=True))
+
+
+def forward(out, x, w, bias, geom: ConvGeometry) -> None:
+    """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C, KD, KH, KW)) + bias."""
+    maps = _maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
+    grid = tuple(len(m) for m in maps)
+    offs = _offsets(w.shape[2:], geom.dilation, grid)
+    xf = _flat(x, maps, _length(out.shape[2], grid, out.shape[1]) + int(offs[-1]), "input")
+    _run(out, xf, grid, w, bias, offs, ((0, 0, 0), (1, 1, 1)))
+
+
+def backward_phases(dx, dy, phases, lo) -> None:
+    """dx (N, C, D, H, W) <- per stride phase ``(phase, w_phase, start, dilation)``: the cells
+    ``blocked.phase_view(dx, phase)`` are the stride-1 conv, with dilation, of dy (N, O, OD,
+    OH, OW) zero-padded by ``lo`` below and read from cell ``start``, with w_phase (C, O, ...).
+    dy is flattened once, on a grid that every phase fits in."""
+    sizes = [blocked.phase_view(dx, phase).shape[2:] for phase, *_ in phases]
+    grid = tuple(
+        max(
+            size[i] + (w.shape[2 + i] - 1) * dil[i] + start[i]
+            for size, (_, w, start, dil) in zip(sizes, phases, strict=True)
+        )
+        for i in range(3)
+    )
+    offs = [_offsets(w.shape[2:], dil, grid, start) for _, w, start, dil in phases]
+    length = max(_length(s[0], grid, dx.shape[1]) + int(o.max()) for s, o in zip(sizes, offs, strict=True))
+    xf = _flat(dy, _maps(dy.shape[2:], lo, grid, "zeros"), length, "input")
+    for (phase, w, _, _), o in zip(phases, offs, strict=True):
+        _run(dx, xf, grid, w, None, o, phase)
+
+
+def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
+    """dw (O, C, KD, KH, KW) <- sum over images and outputs of dy (N, O, OD, OH, OW) x the
+    padded input, per tap."""
+    (n, o, *out_size), c = dy.shape, x.shape[1]
+    maps = _maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
+    grid = tuple(len(m) for m in maps)
+    no, offs = _out_block(o), _offsets(geom.kernel, geom.dilation, grid)
+    og, tt = -(-o // no), _WEIGHT_TT[no]
+    length = -(-out_size[0] * grid[1] * grid[2] // LANES) * LANES
+    xf = _flat(x, maps, length + int(offs[-1]), "input")
+    dy_maps = tuple(
+        layout.pad_map(s, 0, g, "zeros") for s, g in zip(out_size, (out_size[0], *grid[1:]), strict=True)
+    )
+    dyf = _flat(dy, dy_maps, length, "grad", og * no)
+    taps = np.zeros(-(-len(offs) // tt) * tt, np.int64)  # padded taps read offset 0; dropped
+    taps[: len(offs)] = offs
+    per_chunk = max(1, _CHUNK_VECTORS * LANES // length)  # never the thread count: deterministic
+    part = np.empty((-(-n // per_chunk), og * no, c, len(taps)), np.float32)
+    _weight_kernel(no)(part, dyf, xf.reshape(-1), taps, c, xf.shape[2], per_chunk)
+    total = part[0].copy()
+    for chunk in part[1:]:  # in chunk order: deterministic
+        total += chunk
+    dw[...] = total[:o, :, : len(offs)].reshape(dw.shape)

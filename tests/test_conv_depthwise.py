@@ -1,0 +1,196 @@
+"""The float32 depthwise kernels (``conv_depthwise``: groups = C_in = C_out, NCDHW direct)
+against the float64 references, on random configurations; with both plane methods (the
+generated strips and the generic tiles); bitwise identical for 1 and 2 threads."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastconv as fc
+from fastconv.backends.cpu import conv_depthwise, conv_simd
+from fastconv.shapes import conv_geometry
+from tests import reference as ref
+from tests.conftest import assert_same_bits_for_thread_counts, rand
+
+MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+@pytest.fixture(params=["auto", "tiles"])
+def method(request, monkeypatch):
+    """``auto`` picks strips where they apply; ``tiles`` forces the generic plane kernels."""
+    if request.param == "tiles":
+        monkeypatch.setattr(conv_depthwise, "_method", lambda *args: ("tiles",))
+    for plan in (conv_depthwise._forward_plan, conv_depthwise._backward_input_plan):
+        plan.cache_clear()
+    yield request.param
+    for plan in (conv_depthwise._forward_plan, conv_depthwise._backward_input_plan):
+        plan.cache_clear()
+
+
+@st.composite
+def depthwise_configs(draw):
+    """(d, x_shape, w_shape, kwargs): 1/2/3-D, any padding mode, stride and dilation, odd
+    sizes up to several 16-pixel tiles, channels not a multiple of 16; half of them shaped
+    for the strip kernels (at least 8 output rows, 2 or 3 kernel rows, no row dilation)."""
+    strip = draw(st.booleans())
+    d = draw(st.sampled_from([2, 3] if strip else [1, 2, 3]))
+    c = draw(st.sampled_from([1, 3, 16, 19]))
+    n = draw(st.integers(1, 2))
+    kernel = [draw(st.integers(1, 3)) for _ in range(d)]
+    dilation = [draw(st.integers(1, 2)) for _ in range(d)]
+    stride = [draw(st.integers(1, 3)) for _ in range(d)]
+    if strip:  # the height axis
+        kernel[-2], dilation[-2], stride[-2] = draw(st.integers(2, 3)), 1, draw(st.integers(1, 2))
+    mode = draw(st.sampled_from(MODES))
+    if draw(st.booleans()):
+        stride, padding = [1] * d, "same"
+        pads = [
+            (t // 2, t - t // 2) for t in (dil * (k - 1) for k, dil in zip(kernel, dilation, strict=True))
+        ]
+    else:
+        padding = tuple(draw(st.integers(0, 3)) for _ in range(d))
+        pads = [(p, p) for p in padding]
+    max_sizes = {1: (40,), 2: (24, 37), 3: (5, 20, 21)}[d]
+    size = []
+    for axis, (k, dil, s, (lo, hi), top) in enumerate(
+        zip(kernel, dilation, stride, pads, max_sizes, strict=True)
+    ):
+        low = max(1, dil * (k - 1) + 1 - lo - hi)
+        if mode == "reflect":
+            low = max(low, max(lo, hi) + 1)
+        elif mode == "circular":
+            low = max(low, lo, hi)
+        if strip and axis == d - 2:  # at least 8 output rows
+            low = max(low, 7 * s + dil * (k - 1) + 1 - lo - hi)
+        size.append(draw(st.integers(low, max(low, top))))
+    kw = dict(stride=tuple(stride), padding=padding, dilation=tuple(dilation), groups=c, padding_mode=mode)
+    return d, (n, c, *size), (c, 1, *kernel), kw
+
+
+def _assert_close(got, want, scale):
+    assert got.dtype == np.float32 and got.shape == want.shape
+    err = np.abs(got.astype(np.float64) - want)
+    bound = 1e-5 * scale + np.finfo(np.float32).tiny
+    assert np.all(err <= bound), f"max error {err.max()}"
+
+
+# the fixture only sets module state, the same for every generated input
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=depthwise_configs(), seed=st.integers(0, 2**32 - 1), with_bias=st.booleans())
+def test_depthwise_matches_reference(method, cfg, seed, with_bias):
+    d, x_shape, w_shape, kw = cfg
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, x_shape, np.float32), rand(rng, w_shape, np.float32)
+    b = rand(rng, (w_shape[0],), np.float32) if with_bias else None
+    y = getattr(fc, f"conv{d}d")(x, w, b, **kw)
+    abs_b = None if b is None else np.abs(b)
+    _assert_close(y, ref.conv(x, w, b, **kw), ref.conv(np.abs(x), np.abs(w), abs_b, **kw))
+
+    dy = rand(rng, y.shape, np.float32)
+    dx = getattr(fc, f"conv{d}d_backward_input")(dy, w, x_shape, **kw)
+    want = ref.conv_backward_input(dy, w, x_shape, **kw)
+    _assert_close(dx, want, ref.conv_backward_input(np.abs(dy), np.abs(w), x_shape, **kw))
+
+    dw = getattr(fc, f"conv{d}d_backward_weight")(dy, x, w_shape, **kw)
+    want = ref.conv_backward_weight(dy, x, w_shape, **kw)
+    _assert_close(dw, want, ref.conv_backward_weight(np.abs(dy), np.abs(x), w_shape, **kw))
+
+
+@pytest.mark.parametrize(
+    ("kw", "shape"),
+    [
+        (dict(padding=1), (2, 19, 22, 37)),  # strips: tail rows and tail tiles
+        (dict(padding=2, stride=2, padding_mode="reflect"), (2, 5, 41, 30)),  # strided strips
+        (dict(padding=(0, 3), dilation=(1, 3), padding_mode="circular"), (1, 3, 9, 17)),  # tiles
+    ],
+)
+def test_depthwise_inf_and_nan_stay_where_they_belong(method, kw, shape):
+    """A non-finite input cell reaches only the outputs and weight taps that read it: no
+    masked lane or tail row multiplies it by a zero."""
+    rng = np.random.default_rng(0)
+    c = shape[1]
+    x, w = rand(rng, shape, np.float32), rand(rng, (c, 1, 3, 3), np.float32)
+    x[0, 0, -1, -1], x[-1, -1, 0, 5] = np.inf, np.nan
+    y = fc.conv2d(x, w, groups=c, **kw)
+    dy = rand(rng, y.shape, np.float32)
+    kw = dict(kw, groups=c)
+    for got, want in (
+        (y, ref.conv(x, w, **kw)),
+        (fc.conv2d_backward_weight(dy, x, w.shape, **kw), ref.conv_backward_weight(dy, x, w.shape, **kw)),
+    ):
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_depthwise_empty_batch(d):
+    x, w = np.zeros((0, 5, *(9,) * d), np.float32), np.ones((5, 1, *(3,) * d), np.float32)
+    kw = dict(padding=1, groups=5, padding_mode="reflect")
+    y = getattr(fc, f"conv{d}d")(x, w, np.ones(5, np.float32), **kw)
+    assert y.shape == (0, 5, *(9,) * d)
+    assert getattr(fc, f"conv{d}d_backward_input")(y, w, x.shape, **kw).shape == x.shape
+    dw = getattr(fc, f"conv{d}d_backward_weight")(y, x, w.shape, **kw)
+    assert dw.shape == w.shape and not np.any(dw)
+
+
+def test_strips_are_chosen_where_they_apply():
+    def methods(x_shape, k, **kw):
+        geom = conv_geometry(
+            2,
+            x_shape,
+            (x_shape[1], 1, k, k),
+            kw.get("stride", 1),
+            kw.get("padding", 0),
+            kw.get("dilation", 1),
+            x_shape[1],
+        ).lift3()
+        return conv_depthwise._forward_plan(geom)[0], conv_depthwise._backward_input_plan(geom)[0]
+
+    assert methods((8, 128, 56, 56), 3, padding=1) == (("strip", 3, 1, 1), ("strip", 3, 1, 1))
+    assert methods((8, 96, 28, 28), 5, padding=2, stride=2) == (("strip", 5, 2, 1), ("strip", 5, 1, 1))
+    assert methods((8, 32, 7, 7), 3, padding=1) == (("tiles",), ("tiles",))  # fewer rows than a strip
+    assert methods((8, 32, 20, 20), 3, padding=2, dilation=2) == (("tiles",), ("tiles",))
+
+
+def test_depthwise_float32_runs_the_depthwise_kernels(monkeypatch):
+    calls = []
+    for name in ("forward", "backward_input", "backward_weight"):
+        real = getattr(conv_depthwise, name)
+        monkeypatch.setattr(
+            conv_depthwise, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a)
+        )
+    x, w = np.ones((2, 4, 9, 9), np.float32), np.ones((4, 1, 3, 3), np.float32)
+    y = fc.conv2d(x, w, groups=4, padding=1)
+    fc.conv2d_backward_input(y, w, x.shape, groups=4, padding=1)
+    fc.conv2d_backward_weight(y, x, w.shape, groups=4, padding=1)
+    assert calls == ["forward", "backward_input", "backward_weight"]
+    assert not conv_simd._is_depthwise(conv_geometry(2, (1, 4, 9, 9), (8, 1, 3, 3), 1, 1, 1, 4), 4, 8)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs a machine with 2 or more cores")
+@pytest.mark.parametrize(
+    ("d", "x_shape", "k", "kw"),
+    [
+        (2, (3, 5, 23, 37), 3, dict(padding=1)),  # strips
+        (2, (3, 5, 23, 37), 3, dict(padding=2, stride=2, padding_mode="reflect")),  # strips, fold
+        (2, (2, 7, 6, 19), 3, dict(padding=2, dilation=2)),  # tiles
+        (1, (4, 6, 50), 5, dict(padding=3, stride=2, padding_mode="circular")),
+        (3, (2, 3, 6, 9, 11), 3, dict(padding=1)),  # 3-D strips
+    ],
+)
+def test_depthwise_thread_counts_give_identical_bits(d, x_shape, k, kw):
+    rng = np.random.default_rng(5)
+    c = x_shape[1]
+    kw = dict(kw, groups=c)
+    x, w, b = (
+        rand(rng, x_shape, np.float32),
+        rand(rng, (c, 1, *(k,) * d), np.float32),
+        rand(rng, (c,), np.float32),
+    )
+    dy = rand(rng, getattr(fc, f"conv{d}d")(x, w, b, **kw).shape, np.float32)
+    assert_same_bits_for_thread_counts(d, x, w, b, dy, kw)
