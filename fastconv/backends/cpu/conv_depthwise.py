@@ -564,10 +564,7 @@ def _forward_plan(geom: ConvGeometry):
     (kw*dw) % sw at ow + (kw*dw) // sw: contiguous in ow for any stride and dilation."""
     sw, dw, KW = geom.stride[2], geom.dilation[2], geom.kernel[2]
     Dp, Hp, Wp = layout.extents(geom)
-    maps = [
-        layout.pad_map(n, lo, e, geom.padding_mode)
-        for n, lo, e in zip(geom.in_size, geom.pad_lo, (Dp, Hp, Wp), strict=True)
-    ]
+    maps = layout.index_maps(geom.in_size, geom.pad_lo, (Dp, Hp, Wp), geom.padding_mode)
     wq = -(-geom.out_size[2] // LANES) * LANES + (KW - 1) * dw // sw
     cells = np.arange(sw)[:, None] + np.arange(wq)[None, :] * sw  # (phase, j) -> padded cell
     table = np.where(cells < Wp, maps[2][np.minimum(cells, Wp - 1)], -1).ravel()
@@ -613,10 +610,7 @@ def _backward_input_plan(geom: ConvGeometry):
 def _fold_plan(geom: ConvGeometry):
     """Maps and width segments that fold the padded-plane gradient back onto x."""
     ext = layout.extents(geom)
-    maps = [
-        layout.pad_map(n, lo, e, geom.padding_mode)
-        for n, lo, e in zip(geom.in_size, geom.pad_lo, ext, strict=True)
-    ]
+    maps = layout.index_maps(geom.in_size, geom.pad_lo, ext, geom.padding_mode)
     return maps[0], maps[1], _segments(maps[2])
 
 

@@ -230,13 +230,9 @@ def _length(size_d: int, grid, out_channels: int) -> int:
     return -(-size_d * grid[1] * grid[2] // tile) * tile
 
 
-def _maps(in_size, lo, extents, mode):
-    return tuple(layout.pad_map(s, a, e, mode) for s, a, e in zip(in_size, lo, extents, strict=True))
-
-
 def forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C, KD, KH, KW)) + bias."""
-    maps = _maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
+    maps = layout.index_maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
     grid = tuple(len(m) for m in maps)
     offs = _offsets(w.shape[2:], geom.dilation, grid)
     xf = _flat(x, maps, _length(out.shape[2], grid, out.shape[1]) + int(offs[-1]), "input")
@@ -258,7 +254,7 @@ def backward_phases(dx, dy, phases, lo) -> None:
     )
     offs = [_offsets(w.shape[2:], dil, grid, start) for _, w, start, dil in phases]
     length = max(_length(s[0], grid, dx.shape[1]) + int(o.max()) for s, o in zip(sizes, offs, strict=True))
-    xf = _flat(dy, _maps(dy.shape[2:], lo, grid, "zeros"), length, "input")
+    xf = _flat(dy, layout.index_maps(dy.shape[2:], lo, grid, "zeros"), length, "input")
     for (phase, w, _, _), o in zip(phases, offs, strict=True):
         _run(dx, xf, grid, w, None, o, phase)
 
@@ -267,15 +263,13 @@ def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     """dw (O, C, KD, KH, KW) <- sum over images and outputs of dy (N, O, OD, OH, OW) x the
     padded input, per tap."""
     (n, o, *out_size), c = dy.shape, x.shape[1]
-    maps = _maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
+    maps = layout.index_maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
     grid = tuple(len(m) for m in maps)
     no, offs = _out_block(o), _offsets(geom.kernel, geom.dilation, grid)
     og, tt = -(-o // no), _WEIGHT_TT[no]
     length = -(-out_size[0] * grid[1] * grid[2] // LANES) * LANES
     xf = _flat(x, maps, length + int(offs[-1]), "input")
-    dy_maps = tuple(
-        layout.pad_map(s, 0, g, "zeros") for s, g in zip(out_size, (out_size[0], *grid[1:]), strict=True)
-    )
+    dy_maps = layout.index_maps(out_size, (0, 0, 0), (out_size[0], *grid[1:]), "zeros")
     dyf = _flat(dy, dy_maps, length, "grad", og * no)
     taps = np.zeros(-(-len(offs) // tt) * tt, np.int64)  # padded taps read offset 0; dropped
     taps[: len(offs)] = offs

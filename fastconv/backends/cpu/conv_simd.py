@@ -94,10 +94,6 @@ def _ungrouped(geom: ConvGeometry) -> ConvGeometry:
     return dataclasses.replace(geom, groups=1)
 
 
-def _maps(in_size, pad_lo, extents, mode):
-    return tuple(layout.pad_map(n, lo, e, mode) for n, lo, e in zip(in_size, pad_lo, extents, strict=True))
-
-
 def _extents(out_size, kernel, stride, dilation, offsets=(0, 0, 0)):
     return tuple(
         off + (o - 1) * s + (k - 1) * dil + 1
@@ -173,7 +169,9 @@ def _folded_input(x, geom: ConvGeometry, folds, out_width: int):
     off_h = np.tile(np.repeat(np.array(fh.offsets), nw), c)
     off_w = np.tile(np.array(fw.offsets), c * nh)
     size = ((od - 1) * sd + (kd - 1) * dd + 1, fh.size(oh), fw.size(out_width))
-    maps = _maps(x.shape[2:], geom.pad_lo, (size[0], fh.extent(oh), fw.extent(out_width)), geom.padding_mode)
+    maps = layout.index_maps(
+        x.shape[2:], geom.pad_lo, (size[0], fh.extent(oh), fw.extent(out_width)), geom.padding_mode
+    )
     xb = blocked.to_blocked_folded(layout.contiguous(x), maps, src_c, off_h, off_w, (fh.step, fw.step), size)
     unit = ConvGeometry(
         stride=(sd, fh.stride, fw.stride),
@@ -299,7 +297,8 @@ def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool) -> No
         for cells, w_phase, start, dil in phases
     ]
     dyb = blocked.to_blocked(
-        layout.contiguous(dy), _maps(dy.shape[2:], lo, tuple(map(max, zip(*ext, strict=True))), "zeros")
+        layout.contiguous(dy),
+        layout.index_maps(dy.shape[2:], lo, tuple(map(max, zip(*ext, strict=True))), "zeros"),
     )
     for cells, w_phase, start, dil in phases:
         conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells)

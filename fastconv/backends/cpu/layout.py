@@ -28,6 +28,11 @@ def pad_map(n: int, lo: int, extent: int, mode: str) -> np.ndarray:
     return np.ascontiguousarray(full[:extent])
 
 
+def index_maps(in_size, lo, extent, mode: str) -> tuple[np.ndarray, ...]:
+    """``pad_map`` of each axis: input sizes, cells padded below, padded extents."""
+    return tuple(pad_map(n, a, e, mode) for n, a, e in zip(in_size, lo, extent, strict=True))
+
+
 def extents(geom: ConvGeometry) -> tuple[int, int, int]:
     """Padded size each axis needs: the last cell the last window touches, plus one."""
     return tuple(
@@ -42,9 +47,7 @@ def pad_maps(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray] | 
     ext = extents(geom)
     if all(lo == 0 for lo in geom.pad_lo) and all(e <= n for e, n in zip(ext, geom.in_size, strict=True)):
         return None
-    return tuple(
-        pad_map(n, lo, e, geom.padding_mode) for n, lo, e in zip(geom.in_size, geom.pad_lo, ext, strict=True)
-    )
+    return index_maps(geom.in_size, geom.pad_lo, ext, geom.padding_mode)
 
 
 def contiguous(a: np.ndarray) -> np.ndarray:
