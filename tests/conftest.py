@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 DTYPES = (np.float32, np.float64)
+
+
+@pytest.fixture(params=["avx512", "avx2"])
+def isa(request, monkeypatch):
+    """The register blocks of each instruction set, whatever this machine has: the SIMD
+    kernels are sized per ISA (``simd.ISA``), and LLVM runs a kernel sized for either on
+    any x86-64 CPU (slower where it spills), so both sets of tables are tested everywhere."""
+    from fastconv.backends.cpu import conv_depthwise, simd
+
+    def clear():
+        for plan in (conv_depthwise._forward_plan, conv_depthwise._backward_input_plan):
+            plan.cache_clear()
+
+    monkeypatch.setattr(simd, "ISA", request.param)
+    clear()
+    yield request.param
+    clear()
 
 
 @st.composite

@@ -47,7 +47,7 @@ def _refs(d, x, w, b, dy, kw):
 # the fixture only sets a module attribute, the same for every generated input
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(modes=MODES, allow_empty_batch=False), seed=st.integers(0, 2**32 - 1), data=st.data())
-def test_forced_algorithms_are_exact_on_integer_data(algorithm, cfg, seed, data):
+def test_forced_algorithms_are_exact_on_integer_data(algorithm, isa, cfg, seed, data):
     d, x_shape, w_shape, kw = cfg
     groups = kw["groups"] = data.draw(st.sampled_from([1, 1, 2, 3]))  # dense, and dense per group
     c_in = groups * data.draw(st.sampled_from([1, 3, 17, 19]))
@@ -64,9 +64,10 @@ def test_forced_algorithms_are_exact_on_integer_data(algorithm, cfg, seed, data)
 
 
 @pytest.mark.parametrize("c_out", [16, 32, 48, 64, 96])
-def test_every_register_block_shape(algorithm, c_out):
-    """Output-channel counts that select each register block (1, 2, 3, 4 vectors; odd block
-    counts padded), with a width that leaves a tail in the pixel block."""
+def test_every_register_block_shape(algorithm, isa, c_out):
+    """Output-channel counts that select each register block of each instruction set's
+    tables (AVX-512: 1, 2, 3, 4 vectors, odd block counts padded; AVX2: 4, 5 or 6 pixels),
+    with a width that leaves a tail in the pixel block."""
     rng = np.random.default_rng(c_out)
     x, w, b = (
         rand(rng, (2, 20, 9, 13), np.float32),

@@ -20,8 +20,9 @@ MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 @pytest.fixture(params=["auto", "tiles"])
-def method(request, monkeypatch):
-    """``auto`` picks strips where they apply; ``tiles`` forces the generic plane kernels."""
+def method(request, monkeypatch, isa):
+    """``auto`` picks strips (of each instruction set's size) where they apply; ``tiles``
+    forces the generic plane kernels."""
     if request.param == "tiles":
         monkeypatch.setattr(conv_depthwise, "_method", lambda *args: ("tiles",))
     for plan in (conv_depthwise._forward_plan, conv_depthwise._backward_input_plan):
@@ -138,7 +139,9 @@ def test_depthwise_empty_batch(d):
     assert dw.shape == w.shape and not np.any(dw)
 
 
-def test_strips_are_chosen_where_they_apply():
+def test_strips_are_chosen_where_they_apply(isa):
+    rows, sums = {"avx512": (8, 2), "avx2": (4, 1)}[isa]
+
     def methods(x_shape, k, **kw):
         geom = conv_geometry(
             2,
@@ -151,10 +154,15 @@ def test_strips_are_chosen_where_they_apply():
         ).lift3()
         return conv_depthwise._forward_plan(geom)[0], conv_depthwise._backward_input_plan(geom)[0]
 
-    assert methods((8, 128, 56, 56), 3, padding=1) == (("strip", 3, 1, 1), ("strip", 3, 1, 1))
-    assert methods((8, 96, 28, 28), 5, padding=2, stride=2) == (("strip", 5, 2, 1), ("strip", 5, 1, 1))
-    assert methods((8, 32, 7, 7), 3, padding=1) == (("tiles",), ("tiles",))  # fewer rows than a strip
+    strip = ("strip", 3, 1, 1, rows, sums)
+    assert methods((8, 128, 56, 56), 3, padding=1) == (strip, strip)
+    five = ("strip", 5, 2, 1, rows, sums), ("strip", 5, 1, 1, rows, sums)
+    assert methods((8, 96, 28, 28), 5, padding=2, stride=2) == five
+    short = (8, 32, rows - 1, rows - 1)
+    assert methods(short, 3, padding=1) == (("tiles",), ("tiles",))  # fewer rows than a strip
     assert methods((8, 32, 20, 20), 3, padding=2, dilation=2) == (("tiles",), ("tiles",))
+    tall = {"avx512": ("strip", 7, 1, 1, rows, sums), "avx2": ("tiles",)}[isa]  # 7 weight rows fit?
+    assert methods((8, 32, 20, 20), 7, padding=3)[0] == tall
 
 
 def test_depthwise_float32_runs_the_depthwise_kernels(monkeypatch):

@@ -19,13 +19,16 @@ import functools
 
 import numpy as np
 
-from . import blocked, codegen
+from . import blocked, codegen, simd
 from .simd import LANES
 
-# (vectors of output channels, pixels) per register block, by how many 16-channel blocks
-# the output has: NB >= 2 where possible (NB = 1 halves FMA throughput: one weight vector
-# per broadcast); NB * RW accumulators + NB weights + 1 broadcast fit in 32 zmm registers.
-_BLOCKS = {4: 6, 3: 8, 2: 12, 1: 16}
+# Forward register blocks {NB: RW choices}: NB vectors of 16 output channels x RW pixels,
+# measured per instruction set (``simd.ISA``). AVX-512 (32 zmm): NB >= 2 where possible
+# (NB = 1 halves FMA throughput: one weight vector per broadcast), and NB * RW accumulators
+# + NB weights + 1 broadcast fit in 32 registers. AVX2 (16 ymm, two per vector): a vector
+# is already two FMAs per broadcast at NB = 1, and 2 * (RW + 1) + 1 <= 16 allows RW <= 6;
+# of the RW choices, the one that pads the output row least runs.
+_BLOCKS = {"avx512": {4: (6,), 3: (8,), 2: (12,), 1: (16,)}, "avx2": {1: (6, 5, 4)}}
 
 
 def _forward_source(nb: int, rw: int) -> str:
@@ -136,9 +139,12 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
 
 def _weight_tile(out_blocks: int, kw: int) -> tuple[int, int, int]:
     """(NB, KT, CS) of the backward-weight register tile: NB output-channel vectors x KT
-    width taps x CS input channels, at most 24 accumulators. Per output pixel it loads NB
-    vectors of dy and broadcasts KT*CS inputs for NB*KT*CS FMAs, and one pass over dy and x
-    serves KT taps: pick the most FMAs per load, then the larger tile."""
+    width taps x CS input channels, at most 24 accumulators, which with the NB vectors of dy
+    fit in registers (``simd.fits``). Per output pixel it loads NB vectors of dy and
+    broadcasts KT*CS inputs for NB*KT*CS vector FMAs (each h registers wide: 1 on AVX-512,
+    2 on AVX2), and one pass over dy and x serves KT taps: pick the most FMAs per load, then
+    the larger tile."""
+    h = simd.PER_VECTOR[simd.ISA]
     tiles = [
         (nb, kt, cs)
         for nb in (1, 2, 3, 4)
@@ -146,14 +152,14 @@ def _weight_tile(out_blocks: int, kw: int) -> tuple[int, int, int]:
         for kt in range(1, min(kw, 8) + 1)
         if kw % kt == 0
         for cs in (1, 2, 4, 8, 16)
-        if nb * kt * cs <= 24
+        if nb * kt * cs <= 24 and simd.fits(nb * kt * cs + nb)
     ]
-    return max(tiles, key=lambda t: (t[0] * t[1] * t[2] / (t[0] + t[1] * t[2]), t[0] * t[1] * t[2]))
+    return max(tiles, key=lambda t: (h * t[0] * t[1] * t[2] / (h * t[0] + t[1] * t[2]), t[0] * t[1] * t[2]))
 
 
 @functools.cache
-def _forward_kernel(nb: int):
-    return codegen.load(f"conv_forward_nb{nb}_rw{_BLOCKS[nb]}", _forward_source(nb, _BLOCKS[nb])).kernel
+def _forward_kernel(nb: int, rw: int):
+    return codegen.load(f"conv_forward_nb{nb}_rw{rw}", _forward_source(nb, rw)).kernel
 
 
 @functools.cache
@@ -163,40 +169,43 @@ def _backward_weight_kernel(nb: int, kt: int, cs: int):
 
 
 def _vectors_per_block(out_blocks: int) -> tuple[int, int]:
-    """(NB, padded number of output blocks): the widest block that divides the output
-    blocks, else one zero block of padding for a block of 4 or 3, else 2."""
-    if out_blocks == 1:
-        return 1, 1
+    """(NB, padded number of output blocks): the widest block of ``_BLOCKS`` that divides
+    the output blocks, else one zero block of padding for a block of 4 or 3, else 2."""
+    widths = [nb for nb in (4, 3, 2) if nb in _BLOCKS[simd.ISA]]
+    if out_blocks == 1 or not widths:
+        return 1, out_blocks
     for padded in (out_blocks, out_blocks + 1):
-        for nb in (4, 3, 2) if padded == out_blocks else (4, 3):
+        for nb in widths if padded == out_blocks else [nb for nb in widths if nb > 2]:
             if padded % nb == 0:
                 return nb, padded
     return 2, out_blocks + 1
 
 
-def _plan(out_channels: int, out_width: int) -> tuple[int, int, int]:
-    """(NB, padded output blocks, padded output width) of the forward register block."""
+def _plan(out_channels: int, out_width: int) -> tuple[int, int, int, int]:
+    """(NB, RW, padded output blocks, padded output width) of the forward register block."""
     nb, ob_padded = _vectors_per_block(blocked.blocks(out_channels))
-    rw = _BLOCKS[nb]
-    return nb, ob_padded, -(-out_width // rw) * rw
+    rw = min(_BLOCKS[simd.ISA][nb], key=lambda r: (-(-out_width // r) * r, -r))
+    return nb, rw, ob_padded, -(-out_width // rw) * rw
 
 
 def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0, 0, 0), (1, 1, 1))) -> None:
     """out (N, O, OD, OH, OW) = valid conv of the blocked input xb, read from ``offsets``,
     with w (O, C, KD, KH, KW) + bias (O,) or None; only ``blocked.phase_view(out, phase)``."""
     shape = blocked.phase_view(out, phase).shape
-    nb, ob_padded, owp = _plan(shape[1], shape[4])
+    nb, rw, ob_padded, owp = _plan(shape[1], shape[4])
     wb = blocked.weight_to_blocked(w)
     if ob_padded != wb.shape[0]:
         wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
     ob = blocked.scratch("output", (shape[0], ob_padded, *shape[2:4], owp, LANES))
-    _forward_kernel(nb)(ob, xb, wb, blocked.bias_to_blocked(bias, ob_padded), *stride, *dilation, *offsets)
+    _forward_kernel(nb, rw)(
+        ob, xb, wb, blocked.bias_to_blocked(bias, ob_padded), *stride, *dilation, *offsets
+    )
     blocked.from_blocked(out, ob, phase)
 
 
 def plan_width(out_channels: int, out_width: int) -> int:
     """Padded output width: a multiple of the pixel block."""
-    return _plan(out_channels, out_width)[2]
+    return _plan(out_channels, out_width)[3]
 
 
 def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:

@@ -20,11 +20,12 @@ Every channel only talks to itself, so each pass is a set of independent plane p
   order at the end. No reduction crosses threads.
 
 The plane kernels come in two methods, generated per method (``codegen``) with the
-parallel kernels around them. Strips (the common case: at least 8 output rows, 2-8 kernel
-rows, row stride 1 or 2, no row dilation) work on 8 output rows x 16 pixels: the kernel
-row's weights sit in registers and each gathered input row is loaded once and used by
-every output row that reads it (3x3: 24 FMAs per 13 loads). Tiles (any geometry) take 8
-row vectors at a time with one load per FMA.
+parallel kernels around them. Strips (the common case: at least R output rows, 2 to 8
+kernel rows (5 on AVX2), row stride 1 or 2, no row dilation) work on R output rows x 16
+pixels, R = 8 on AVX-512 and 4 on AVX2 (``_STRIPS``): the kernel row's weights sit in
+registers and each gathered input row is loaded once and used by every output row that
+reads it (3x3, R = 8: 24 FMAs per 13 loads). Tiles (any geometry) take 8 row vectors at a
+time with one load per FMA.
 
 Each job owns its output and all sums run in a fixed order: results are bitwise identical
 for any thread count. The passes are memory-bound: x and y (or dy) cross memory once,
@@ -45,7 +46,7 @@ from numba.extending import intrinsic
 
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
-from . import codegen, layout
+from . import codegen, layout, simd
 from .simd import _VEC, LANES, _element_ptr, f32x16, vadd, vbcast, vfma, vload, vstore, vzero
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
@@ -66,28 +67,51 @@ def _first_lanes(builder, n):
 
 @intrinsic
 def _vload_first(typingctx, arr, idx, n):
-    """arr[idx : idx + n] in the first n lanes (0 < n <= 16), zeros after; reads nothing else."""
+    """arr[idx : idx + n] in the first n lanes (0 < n <= 16), zeros after; reads nothing else.
+    A whole vector (n = 16, the common case) is one plain load."""
 
     def codegen(context, builder, sig, args):
         ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
-        mask = _first_lanes(builder, context.cast(builder, args[2], sig.args[2], types.int64))
-        fnty = ir.FunctionType(_VEC, [ptr.type, _I32, _MASK, _VEC])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v16f32.p0")
-        return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+        n = context.cast(builder, args[2], sig.args[2], types.int64)
+        with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(n.type, LANES)), likely=True) as (
+            whole,
+            part,
+        ):
+            with whole:
+                block_whole = builder.block
+                plain = builder.load(builder.bitcast(ptr, _VEC.as_pointer()), align=4)
+            with part:
+                block_part = builder.block
+                fnty = ir.FunctionType(_VEC, [ptr.type, _I32, _MASK, _VEC])
+                fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v16f32.p0")
+                zero = ir.Constant(_VEC, [0.0] * LANES)
+                masked = builder.call(fn, [ptr, ir.Constant(_I32, 4), _first_lanes(builder, n), zero])
+        result = builder.phi(_VEC)
+        result.add_incoming(plain, block_whole)
+        result.add_incoming(masked, block_part)
+        return result
 
     return f32x16(arr, idx, n), codegen
 
 
 @intrinsic
 def _vstore_first(typingctx, arr, idx, vec, n):
-    """arr[idx : idx + n] = the first n lanes of vec (0 < n <= 16); writes nothing else."""
+    """arr[idx : idx + n] = the first n lanes of vec (0 < n <= 16); writes nothing else.
+    A whole vector is one plain store (a masked store is slow on AVX2: microcoded on AMD)."""
 
     def codegen(context, builder, sig, args):
         ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
-        mask = _first_lanes(builder, context.cast(builder, args[3], sig.args[3], types.int64))
-        fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, _MASK])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v16f32.p0")
-        builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), mask])
+        n = context.cast(builder, args[3], sig.args[3], types.int64)
+        with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(n.type, LANES)), likely=True) as (
+            whole,
+            part,
+        ):
+            with whole:
+                builder.store(args[2], builder.bitcast(ptr, _VEC.as_pointer()), align=4)
+            with part:
+                fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, _MASK])
+                fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v16f32.p0")
+                builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), _first_lanes(builder, n)])
         return context.get_dummy_value()
 
     return types.void(arr, idx, vec, n), codegen
@@ -297,13 +321,17 @@ def _tiles_weight(acc, dy, dybase, g, tiles, toff):
 #
 # The parallel kernels are generated per plane method, so that the strip kernels can keep
 # their taps and accumulators in named registers. "tiles" (any geometry) runs the
-# _tiles_* loops above; ("strip", kh, sh, dh) works on strips of _ROWS output rows x 16
+# _tiles_* loops above; ("strip", kh, sh, dh, R, S) works on strips of R output rows x 16
 # pixels: the kh weights of one (kd, kw) sit in registers and every gathered input row is
 # loaded once per strip and used by each output row that reads it (row j at tap t reads
 # strip row j*sh + t*dh), so a 3x3 strip does 24 FMAs per 13 loads instead of one load each.
 
-_ROWS = 8  # output rows per strip: 8 accumulators (forward) hide the FMA latency
-_MAX_STRIP_TAPS = 8  # kh weights + 8 accumulators (+ 8 dy rows in backward-weight) fit 32 zmm
+# Strips per instruction set (``simd.ISA``): (R output rows per strip, the most kernel rows
+# kh, S partial sums per tap in backward-weight). AVX-512: 8 accumulators hide the FMA
+# latency, and kh weights + 8 accumulators (+ 8 dy rows and 2*kh sums in backward-weight) fit
+# 32 zmm. AVX2 (16 ymm, two per vector; a broadcast weight takes one): 4 rows x 2 + kh + 2 for
+# the loaded row fit for kh <= 5, and backward-weight keeps one sum per tap.
+_STRIPS = {"avx512": (8, 8, 2), "avx2": (4, 5, 1)}
 
 _KERNELS = """
 import numpy as np
@@ -409,7 +437,7 @@ def plane_forward(out, obase, g, wf, wbase, b, tiles, toff, dims):
 @njit(**_INNER)
 def plane_weight(acc, dy, dybase, g, tiles, toff, dims):
     # acc (taps, 4, 16) += the products of the dy plane (OD, OH, OW) at dybase and g under each
-    # tap: full strips here (tap t, output row j -> partial sum (t, j % 2)), the rows past the
+    # tap: full strips here (tap t, output row j -> partial sum (t, j % {S})), the rows past the
     # last full strip of each plane by _tiles_weight (tiles holds just those)
     OD, OH, OW, Hp, L, sd, KD, KW = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7]
     full = OH - OH % {R}
@@ -430,36 +458,37 @@ def plane_weight(acc, dy, dybase, g, tiles, toff, dims):
 """
 
 
-def _row_pairs(kh: int, sh: int, dh: int) -> dict[int, list[tuple[int, int]]]:
-    """Strip row r -> the (output row j, tap t) pairs that read it: j*sh + t*dh = r."""
-    rows: dict[int, list[tuple[int, int]]] = {}
-    for j in range(_ROWS):
+def _row_pairs(kh: int, sh: int, dh: int, rows: int) -> dict[int, list[tuple[int, int]]]:
+    """Strip row r -> the (output row j < rows, tap t) pairs that read it: j*sh + t*dh = r."""
+    pairs: dict[int, list[tuple[int, int]]] = {}
+    for j in range(rows):
         for t in range(kh):
-            rows.setdefault(j * sh + t * dh, []).append((j, t))
-    return dict(sorted(rows.items()))
+            pairs.setdefault(j * sh + t * dh, []).append((j, t))
+    return dict(sorted(pairs.items()))
 
 
-def _strip_source(kh: int, sh: int, dh: int) -> str:
+def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
     i6 = " " * 24
     fwd = [f"{i6}w{t} = vbcast(wf, wk + {t} * KW)" for t in range(kh)]
     wgt = []
-    for r, pairs in _row_pairs(kh, sh, dh).items():
+    for r, pairs in _row_pairs(kh, sh, dh, rows).items():
         fwd.append(f"{i6}x = vload(g, p + {r} * L)")
         fwd += [f"{i6}a{j} = vfma(x, w{t}, a{j})" for j, t in pairs]
         wgt.append(f"{i6}x = _vload_first(g, p + {r} * L, n)")
-        wgt += [f"{i6}c{t}_{j % 2} = vfma(x, d{j}, c{t}_{j % 2})" for j, t in pairs]
-    sums = [(t, k) for t in range(kh) for k in range(2)]
+        wgt += [f"{i6}c{t}_{j % sums} = vfma(x, d{j}, c{t}_{j % sums})" for j, t in pairs]
+    sums = [(t, k) for t in range(kh) for k in range(sums)]
     return _STRIP_PLANES.format(
-        R=_ROWS,
+        R=rows,
+        S=sums,
         kh=kh,
         sh=sh,
-        acc=" = ".join(f"a{j}" for j in range(_ROWS)),
+        acc=" = ".join(f"a{j}" for j in range(rows)),
         fwd_body="\n".join(fwd),
-        fwd_store="\n".join(f"{' ' * 16}_vstore_first(out, o + {j} * OW, a{j}, n)" for j in range(_ROWS)),
+        fwd_store="\n".join(f"{' ' * 16}_vstore_first(out, o + {j} * OW, a{j}, n)" for j in range(rows)),
         wgt_load="\n".join(
             f"{' ' * 12}c{t}_{k} = vload(acc, (q + {t} * KW) * 64 + {k * 16})" for t, k in sums
         ),
-        wgt_dy="\n".join(f"{i6}d{j} = _vload_first(dy, d + {j} * OW, n)" for j in range(_ROWS)),
+        wgt_dy="\n".join(f"{i6}d{j} = _vload_first(dy, d + {j} * OW, n)" for j in range(rows)),
         wgt_body="\n".join(wgt),
         wgt_store="\n".join(
             f"{' ' * 12}vstore(acc, (q + {t} * KW) * 64 + {k * 16}, c{t}_{k})" for t, k in sums
@@ -469,7 +498,7 @@ def _strip_source(kh: int, sh: int, dh: int) -> str:
 
 @functools.cache
 def _kernels(method: tuple):
-    """The generated module of ``method``: ("tiles",) or ("strip", kh, sh, dh)."""
+    """The generated module of ``method``: ("tiles",) or ("strip", kh, sh, dh, R, S)."""
     with open(__file__, "rb") as f:  # the module inlines this file's helpers: recompile on change
         helpers = hashlib.sha256(f.read()).hexdigest()[:16]
     planes = _TILES_PLANES if method[0] == "tiles" else _strip_source(*method[1:])
@@ -481,8 +510,9 @@ def _method(kernel, stride, dilation, out_rows: int) -> tuple:
     """Strips where a plane has a full strip of rows, rows are shared (kh > 1), the taps fit
     in registers, and the geometry is a common one (each variant compiles on its own)."""
     kh, sh, dh = kernel[1], stride[1], dilation[1]
-    if out_rows >= _ROWS and 1 < kh <= _MAX_STRIP_TAPS and sh <= 2 and dh == 1:
-        return ("strip", kh, sh, dh)
+    rows, max_taps, sums = _STRIPS[simd.ISA]
+    if out_rows >= rows and 1 < kh <= max_taps and sh <= 2 and dh == 1:
+        return ("strip", kh, sh, dh, rows, sums)
     return ("tiles",)
 
 
@@ -549,7 +579,7 @@ def _plane_plan(method, out_size, kernel, stride, dilation, Hp: int, L: int, wof
         axis=-1,
     ).astype(np.int64)
     if method[0] == "strip":
-        tiles = tiles[:, OH - OH % _ROWS :]
+        tiles = tiles[:, OH - OH % method[4] :]
     rows = (np.arange(KD)[:, None] * dd * Hp + np.arange(KH)[None, :] * dh) * L
     toff = (rows[:, :, None] + np.asarray(woff, np.int64)[None, None, :]).ravel()
     dims = np.array([OD, OH, OW, Hp, L, sd, KD, KW], np.int64)

@@ -27,13 +27,15 @@ from numba import njit, prange
 
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
-from . import blocked, codegen, layout
+from . import blocked, codegen, layout, simd
 from .simd import LANES
 
-# vectors of 16 pixels (forward) and taps (backward-weight) per register block, by output
-# channels per block: NO*V accumulators + V loads + 1 broadcast fit in 32 zmm registers
-_FORWARD_V = {1: 12, 2: 8, 4: 5, 6: 4, 8: 3}
-_WEIGHT_TT = {1: 12, 2: 8, 4: 5, 6: 3, 8: 2}
+# {NO: V} per instruction set (``simd.ISA``): vectors of 16 pixels (forward) and taps
+# (backward-weight) per register block, by output channels per block. Forward: NO*V
+# accumulators + V loads + 1 broadcast; backward-weight: NO*TT accumulators + NO loads of dy
+# + 1 of x; both fit in 32 zmm registers (AVX-512) or 16 ymm, two per vector (AVX2).
+_FORWARD_V = {"avx512": {1: 12, 2: 8, 4: 5, 6: 4, 8: 3}, "avx2": {1: 3, 2: 2, 3: 1, 4: 1, 6: 1}}
+_WEIGHT_TT = {"avx512": {1: 12, 2: 8, 4: 5, 6: 3, 8: 2}, "avx2": {1: 5, 2: 2, 3: 1}}
 _CHUNK_VECTORS = 8192  # backward-weight: images per partial sum, from the shape alone
 # most output channels (of the pass) for which these kernels beat the channel-blocked ones,
 # measured on LeNet's layers: 16 outputs still win in a forward pass (one or two blocks of
@@ -49,9 +51,10 @@ def applies(op: str, geom: ConvGeometry, out_channels: int, any_channels: bool =
     return shape_fits and (any_channels or out_channels <= _MAX_OUT_CHANNELS[op])
 
 
-def _out_block(channels: int) -> int:
-    """Output channels per register block: the least padding, then the widest block."""
-    return min(_FORWARD_V, key=lambda no: (-(-channels // no) * no, -no))
+def _out_block(channels: int, table: dict) -> int:
+    """Output channels per register block of ``table`` (``_FORWARD_V`` or ``_WEIGHT_TT``):
+    the least padding, then the widest block."""
+    return min(table[simd.ISA], key=lambda no: (-(-channels // no) * no, -no))
 
 
 def _forward_source(no: int, v: int) -> str:
@@ -138,13 +141,13 @@ def kernel(part, dyf, xf, offs, C, Ps, per_chunk):
 
 
 @functools.cache
-def _forward_kernel(no: int):
-    return codegen.load(f"conv_flat_forward_no{no}", _forward_source(no, _FORWARD_V[no])).kernel
+def _forward_kernel(no: int, v: int):
+    return codegen.load(f"conv_flat_forward_no{no}_v{v}", _forward_source(no, v)).kernel
 
 
 @functools.cache
-def _weight_kernel(no: int):
-    return codegen.load(f"conv_flat_weight_no{no}", _weight_source(no, _WEIGHT_TT[no])).kernel
+def _weight_kernel(no: int, tt: int):
+    return codegen.load(f"conv_flat_weight_no{no}_tt{tt}", _weight_source(no, tt)).kernel
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -210,7 +213,7 @@ def _run(out, xf, grid, w, bias, offs, phase) -> None:
     + bias (O,) or None."""
     (n, o), c = out.shape[:2], w.shape[1]
     size = blocked.phase_view(out, phase).shape[2:]
-    no = _out_block(o)
+    no = _out_block(o, _FORWARD_V)
     og, length = -(-o // no), _length(size[0], grid, o)
     wf = np.zeros((og * no, c, len(offs)), np.float32)
     wf[:o] = w.reshape(o, c, -1)
@@ -219,14 +222,16 @@ def _run(out, xf, grid, w, bias, offs, phase) -> None:
     if bias is not None:
         b[:o] = bias
     res = blocked.scratch("output", (n, og * no, length))
-    _forward_kernel(no)(res, xf.reshape(-1), wf.reshape(-1), b, offs, c, xf.shape[2])
+    _forward_kernel(no, _FORWARD_V[simd.ISA][no])(
+        res, xf.reshape(-1), wf.reshape(-1), b, offs, c, xf.shape[2]
+    )
     _crop(out, res, *grid[1:], *size, *phase[0], *phase[1])
 
 
 def _length(size_d: int, grid, out_channels: int) -> int:
     """Flat output cells that ``_run`` computes for ``size_d`` planes of ``grid``: whole
     register blocks of pixels."""
-    tile = _FORWARD_V[_out_block(out_channels)] * LANES
+    tile = _FORWARD_V[simd.ISA][_out_block(out_channels, _FORWARD_V)] * LANES
     return -(-size_d * grid[1] * grid[2] // tile) * tile
 
 
@@ -265,8 +270,8 @@ def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     (n, o, *out_size), c = dy.shape, x.shape[1]
     maps = layout.index_maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
     grid = tuple(len(m) for m in maps)
-    no, offs = _out_block(o), _offsets(geom.kernel, geom.dilation, grid)
-    og, tt = -(-o // no), _WEIGHT_TT[no]
+    no, offs = _out_block(o, _WEIGHT_TT), _offsets(geom.kernel, geom.dilation, grid)
+    og, tt = -(-o // no), _WEIGHT_TT[simd.ISA][no]
     length = -(-out_size[0] * grid[1] * grid[2] // LANES) * LANES
     xf = _flat(x, maps, length + int(offs[-1]), "input")
     dy_maps = layout.index_maps(out_size, (0, 0, 0), (out_size[0], *grid[1:]), "zeros")
@@ -275,7 +280,7 @@ def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     taps[: len(offs)] = offs
     per_chunk = max(1, _CHUNK_VECTORS * LANES // length)  # never the thread count: deterministic
     part = np.empty((-(-n // per_chunk), og * no, c, len(taps)), np.float32)
-    _weight_kernel(no)(part, dyf, xf.reshape(-1), taps, c, xf.shape[2], per_chunk)
+    _weight_kernel(no, tt)(part, dyf, xf.reshape(-1), taps, c, xf.shape[2], per_chunk)
     total = part[0].copy()
     for chunk in part[1:]:  # in chunk order: deterministic
         total += chunk

@@ -4,16 +4,51 @@ AVX-512 (two ymm on AVX2 machines, where LLVM splits it; results are the same).
 Kernels hold a register block of these as plain local variables; LLVM keeps them in
 registers. Memory is addressed as (flat array, element index): no bounds or wraparound
 checks, so callers index only what they allocated.
+
+How many such values fit in registers depends on the instruction set Numba compiles for
+(``ISA``): 32 zmm registers on AVX-512, but only 16 ymm on AVX2, where each vector takes
+two. The kernel generators size their register blocks from ``ISA``, so that an AVX2
+machine gets blocks that fit its registers instead of blocks that spill to the stack.
 """
 
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core import config as numba_config
 from numba.extending import intrinsic, models, register_model
 
 LANES = 16
+
+
+def _isa() -> str:
+    """``"avx512"`` where Numba compiles for a CPU with AVX-512F, else ``"avx2"`` (AVX2 and
+    anything older: the smaller register file). Numba's ``NUMBA_CPU_NAME`` and
+    ``NUMBA_CPU_FEATURES`` override the host, as they do for its own code generation."""
+    if numba_config.CPU_FEATURES is not None:
+        return "avx512" if "+avx512f" in numba_config.CPU_FEATURES.split(",") else "avx2"
+    if numba_config.CPU_NAME not in (None, "host"):
+        return "avx2"  # a named (generic or older) target: assume the smaller register file
+    return "avx512" if llvm.get_host_cpu_features().get("avx512f", False) else "avx2"
+
+
+ISA = _isa()
+"""The register file the generated kernels are sized for: ``"avx512"`` or ``"avx2"``."""
+
+REGISTERS = {"avx512": 32, "avx2": 16}
+"""Vector registers of each instruction set (zmm, ymm)."""
+PER_VECTOR = {"avx512": 1, "avx2": 2}
+"""Registers one 16-lane vector occupies."""
+
+
+def fits(vectors: int) -> bool:
+    """Whether ``vectors`` 16-lane values (accumulators and loaded operands) and one
+    broadcast (one register on either instruction set) fit in the registers of ``ISA``."""
+    return PER_VECTOR[ISA] * vectors + 1 <= REGISTERS[ISA]
+
+
 _VEC = ir.VectorType(ir.FloatType(), LANES)
 _SPLAT = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
 
