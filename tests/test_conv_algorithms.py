@@ -127,7 +127,7 @@ def test_every_fold_plan(monkeypatch):
         plans = list(itertools.product(*(conv_simd._axis_folds(*a) for a in axes)))
         assert len(plans) > 1
         for plan in plans:
-            monkeypatch.setattr(conv_simd, "_fold_plan", lambda *a, plan=plan: plan)
+            monkeypatch.setattr(conv_simd, "_fold_plan", lambda *a, plan=plan, **k: plan)
             np.testing.assert_allclose(fc.conv2d(x, w, **kw), ref.conv(x, w, **kw), rtol=1e-4, atol=1e-4)
             got = fc.conv2d_backward_weight(dy, x, w.shape, **kw)
             np.testing.assert_allclose(
@@ -135,12 +135,25 @@ def test_every_fold_plan(monkeypatch):
             )
 
 
-def test_auto_folds_stride_phases_of_a_strided_rgb_stem():
-    """The cost model folds the phases of a stride-4 11x11 kernel on RGB (AlexNet's first
-    layer) into 48 channels rather than copying its 363 taps (a full im2col)."""
+def test_auto_folds_stride_phases_of_a_strided_rgb_stem(isa):
+    """In the weight gradient, whose blocks are 16 lanes wide, the cost model folds the
+    phases of a stride-4 11x11 kernel on RGB (AlexNet's first layer) into 48 channels rather
+    than copying its 363 taps (a full im2col)."""
     geom = conv_geometry(2, (8, 3, 227, 227), (96, 3, 11, 11), 4, 0, 1, 1).lift3()
     fh, fw = conv_simd._fold_plan(geom, 8, 3, 96, 56)
     assert (fh.offsets, fw.offsets) == ((0, 1, 2, 3), (0, 1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding",
+    [((8, 3, 227, 227), (96, 3, 11, 11), 4, 0), ((4, 3, 224, 224), (64, 3, 7, 7), 2, 3)],
+)
+def test_the_forward_reads_rgb_stems_unfolded(isa, x_shape, w_shape, stride, padding):
+    """The forward reads a narrow input (3 lanes, not 16) with its width taps as one run per
+    kernel row: nothing is padded, so folding would only add the copy."""
+    geom = conv_geometry(2, x_shape, w_shape, stride, padding, 1, 1).lift3()
+    fh, fw = conv_simd._fold_plan(geom, *x_shape[:2], w_shape[0], geom.out_size[2], narrow=True)
+    assert (fh.offsets, fw.offsets) == ((0,), (0,))
 
 
 @pytest.mark.parametrize("stride", [1, 2, (3, 1)])

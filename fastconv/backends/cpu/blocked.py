@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...config import FASTMATH
-from .simd import LANES
+from .simd import LANES, transpose8
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
@@ -42,11 +42,13 @@ def scratch(slot: str, shape) -> np.ndarray:
 
 @njit(**_JIT)
 def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h, map_w, plain):
-    # out (N, Cb, Dp, Hp, Wp, 16): blocked channel ch reads x (N, C, D, H, W) channel src_c[ch] at
+    # out (N, Cb, Dp, Hp, Wp, L): blocked channel ch = cb*L + lane reads x (N, C, D, H, W) channel src_c[ch] at
     # (map_d[i], map_h[j*step_h + off_h[ch]], map_w[k*step_w + off_w[ch]]); a map entry -1 reads 0.
-    # plain: channel ch is input channel ch at offsets 0 (nothing folded)
-    N, Cb, Dp, Hp, Wp = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    # plain: channel ch is input channel ch at offsets 0 (nothing folded); L: 16, or fewer for one narrow block
+    N, Cb, Dp, Hp, Wp, L = out.shape
     channels = src_c.shape[0]
+    C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    of, xf = out.reshape(-1), x.reshape(-1)
     for job in prange(N * Cb * Dp * Hp):
         ih = job % Hp
         t = job // Hp
@@ -56,16 +58,30 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
         n = t // Cb
         src_d = map_d[i_d]
         row = out[n, cb, i_d, ih]
-        if plain and (cb + 1) * LANES <= channels and src_d >= 0 and map_h[ih * step_h] >= 0:
-            # 16 whole input rows: pixel by pixel, the 16 channels are one gather and one store
+        if plain and L == LANES and (cb + 1) * LANES <= channels and src_d >= 0 and map_h[ih * step_h] >= 0:
+            # 16 whole input rows: 8 pixels x 8 channels per register transpose where the
+            # width map reads 8 consecutive cells, else pixel by pixel
             rows = x[n, cb * LANES : (cb + 1) * LANES, src_d, map_h[ih * step_h]]
-            for iw in range(Wp):
-                src_w = map_w[iw * step_w]
-                for c in range(LANES):
-                    row[iw, c] = rows[c, src_w] if src_w >= 0 else 0
+            src = ((n * C + cb * LANES) * D + src_d) * H * W + map_h[ih * step_h] * W
+            dst = job * Wp * LANES
+            for iw0 in range(0, Wp, 8):
+                first = map_w[iw0 * step_w]
+                run = iw0 + 8 <= Wp and first >= 0
+                for k in range(1, 8):
+                    run = run and map_w[(iw0 + k) * step_w] == first + k
+                if run:
+                    for c0 in range(0, LANES, 8):
+                        transpose8(
+                            of, dst + iw0 * LANES + c0, LANES, xf, src + c0 * D * H * W + first, D * H * W
+                        )
+                    continue
+                for iw in range(iw0, min(iw0 + 8, Wp)):
+                    src_w = map_w[iw * step_w]
+                    for c in range(LANES):
+                        row[iw, c] = rows[c, src_w] if src_w >= 0 else 0
             continue
-        for c in range(LANES):
-            ch = cb * LANES + c
+        for c in range(L):
+            ch = cb * L + c
             src_h = map_h[ih * step_h + off_h[ch]] if ch < channels else -1
             if src_d < 0 or src_h < 0:
                 for iw in range(Wp):
@@ -101,6 +117,38 @@ def _from_blocked_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d,
                     dst[ow * step_w] = src[ow, c]
 
 
+@njit(**_JIT)
+def _from_blocked_rows_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d, step_h, step_w):
+    # out[n, o, start_d + od*step_d, start_h + oh*step_h, start_w + ow*step_w] <- blocked (N, Ob, OD, OH,
+    # OWp >= out_w, 16), out C-contiguous: in whole rows (step_w 1), 8 channels x 8 pixels per register
+    # transpose; the row tails and strided rows one by one, through flat indices
+    N, O, D, H, W = out.shape
+    Ob, OD, OH, OWp = blocked.shape[1], blocked.shape[2], blocked.shape[3], blocked.shape[4]
+    of, bf = out.reshape(-1), blocked.reshape(-1)
+    plane = D * H * W
+    full = out_w - out_w % 8 if step_w == 1 else 0
+    for job in prange(N * Ob * OD * OH):  # one blocked row (kept in L1) -> up to 16 output rows
+        oh = job % OH
+        t = job // OH
+        od = t % OD
+        t //= OD
+        ob = t % Ob
+        n = t // Ob
+        src = (((n * Ob + ob) * OD + od) * OH + oh) * OWp * LANES
+        row = (
+            (n * O + ob * LANES) * plane + ((start_d + od * step_d) * H + start_h + oh * step_h) * W + start_w
+        )
+        for c0 in range(0, min(LANES, O - ob * LANES), 8):
+            channels = min(8, O - ob * LANES - c0)
+            dst = row + c0 * plane
+            done = full if channels == 8 else 0
+            for ow in range(0, done, 8):
+                transpose8(of, dst + ow, plane, bf, src + ow * LANES + c0, LANES)
+            for c in range(channels):
+                for ow in range(done, out_w):
+                    of[dst + c * plane + ow * step_w] = bf[src + ow * LANES + c0 + c]
+
+
 def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
     """x (N, C, D, H, W) float32 -> (N, Cb, len(map_d), len(map_h), len(map_w), 16), in the
     scratch array of ``slot``."""
@@ -110,11 +158,16 @@ def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
     )
 
 
-def to_blocked_folded(x, maps, src_c, off_h, off_w, steps, size, slot: str = "input") -> np.ndarray:
+def to_blocked_folded(
+    x, maps, src_c, off_h, off_w, steps, size, slot: str = "input", narrow: bool = False
+) -> np.ndarray:
     """x (N, C, D, H, W) float32 -> (N, ceil(len(src_c)/16), *size, 16) where blocked channel
     ``ch`` is input channel ``src_c[ch]`` read at padded height ``j*steps[0] + off_h[ch]`` and
-    width ``k*steps[1] + off_w[ch]``: kernel taps folded into channels (a partial im2col)."""
-    out = scratch(slot, (x.shape[0], blocks(len(src_c)), *size, LANES))
+    width ``k*steps[1] + off_w[ch]``: kernel taps folded into channels (a partial im2col).
+    ``narrow``: fewer than 16 channels are stored as one block of just that many lanes,
+    (N, 1, *size, len(src_c)), which the forward kernel reads without padding."""
+    lanes = len(src_c) if narrow and len(src_c) < LANES else LANES
+    out = scratch(slot, (x.shape[0], -(-len(src_c) // lanes), *size, lanes))
     plain = len(src_c) == x.shape[1] and not (
         np.any(src_c != np.arange(len(src_c))) or off_h.any() or off_w.any()
     )
@@ -131,7 +184,11 @@ def phase_view(out: np.ndarray, phase) -> np.ndarray:
 def from_blocked(out: np.ndarray, blocked: np.ndarray, phase=((0, 0, 0), (1, 1, 1))) -> None:
     """out (N, O, OD, OH, OW) <- blocked (N, Ob, OD, OH, OWp, 16); with ``phase``, only the
     cells of ``phase_view(out, phase)``, written in place (a stride phase of the adjoint)."""
-    _from_blocked_kernel(out, blocked, phase_view(out, phase).shape[4], *phase[0], *phase[1])
+    out_w = phase_view(out, phase).shape[4]
+    if out.flags.c_contiguous:
+        _from_blocked_rows_kernel(out, blocked, out_w, *phase[0], *phase[1])
+    else:
+        _from_blocked_kernel(out, blocked, out_w, *phase[0], *phase[1])
 
 
 @njit(**_JIT)
@@ -157,11 +214,24 @@ def weight_to_blocked(w: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(**_JIT)
+def _weight_from_blocked_kernel(dw, blocked):
+    # dw (O, C, KD, KH, KW) <- blocked (Ob, Cb, KD, KH, KW, 16 c, 16 o), cropped
+    O, C = dw.shape[0], dw.shape[1]
+    Cb, KD, KH, KW = blocked.shape[1], blocked.shape[2], blocked.shape[3], blocked.shape[4]
+    for job in prange(O * Cb):  # one output channel x one block of input channels
+        o, cb = job // Cb, job % Cb
+        ob, lane = o // LANES, o % LANES
+        for c in range(cb * LANES, min(C, (cb + 1) * LANES)):
+            for kd in range(KD):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        dw[o, c, kd, kh, kw] = blocked[ob, cb, kd, kh, kw, c - cb * LANES, lane]
+
+
 def weight_from_blocked(dw: np.ndarray, blocked: np.ndarray) -> None:
     """dw (O, C, KD, KH, KW) <- blocked (Ob, Cb, KD, KH, KW, 16 c, 16 o), cropped."""
-    ob, cb = blocked.shape[:2]
-    full = blocked.transpose(0, 6, 1, 5, 2, 3, 4).reshape(ob * LANES, cb * LANES, *blocked.shape[2:5])
-    dw[...] = full[: dw.shape[0], : dw.shape[1]]
+    _weight_from_blocked_kernel(dw, blocked)
 
 
 def bias_to_blocked(bias, n_blocks: int) -> np.ndarray:

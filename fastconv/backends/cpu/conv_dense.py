@@ -22,13 +22,18 @@ import numpy as np
 from . import blocked, codegen, simd
 from .simd import LANES
 
-# Forward register blocks {NB: RW choices}: NB vectors of 16 output channels x RW pixels,
-# measured per instruction set (``simd.ISA``). AVX-512 (32 zmm): NB >= 2 where possible
-# (NB = 1 halves FMA throughput: one weight vector per broadcast), and NB * RW accumulators
-# + NB weights + 1 broadcast fit in 32 registers. AVX2 (16 ymm, two per vector): a vector
-# is already two FMAs per broadcast at NB = 1, and 2 * (RW + 1) + 1 <= 16 allows RW <= 6;
-# of the RW choices, the one that pads the output row least runs.
-_BLOCKS = {"avx512": {4: (6,), 3: (8,), 2: (12,), 1: (16,)}, "avx2": {1: (6, 5, 4)}}
+# Forward register blocks {NB: {RW: relative speed}}: NB vectors of 16 output channels x RW
+# pixels, measured per instruction set (``simd.ISA``). AVX-512 (32 zmm): NB >= 2 where
+# possible (NB = 1 halves FMA throughput: one weight vector per broadcast), and NB * RW
+# accumulators + NB weights + 1 broadcast fit in 32 registers. AVX2 (16 ymm, two per
+# vector): a vector is already two FMAs per broadcast at NB = 1, and 2 * (RW + 1) + 1 <= 16
+# allows RW <= 6. Fewer pixels leave fewer FMA chains to hide the latency: on a Zen 3 core,
+# with everything in L1, RW = 6, 5, 4 ran at 152, 135 and 111 GFLOP/s. The RW that computes
+# the padded output row fastest (padded width / speed) runs.
+_BLOCKS = {
+    "avx512": {4: {6: 1.0}, 3: {8: 1.0}, 2: {12: 1.0}, 1: {16: 1.0}},
+    "avx2": {1: {6: 1.0, 5: 0.89, 4: 0.73}},
+}
 
 
 def _forward_source(nb: int, rw: int) -> str:
@@ -38,13 +43,13 @@ def _forward_source(nb: int, rw: int) -> str:
         f"{ind}{acc[j][i]} = vload(bias, (ob0 + {j}) * 16)" for j in range(nb) for i in range(rw)
     )
     wbase = "\n".join(
-        f"{ind}                wk{j} = (((((ob0 + {j}) * Cb + cb) * KD + kd) * KH + kh) * KW + kw) * 256"
+        f"{ind}                wk{j} = (((((ob0 + {j}) * Cb + cb) * KD + kd) * KH + kh) * KW + kw) * CL * 16"
         for j in range(nb)
     )
-    inner = [f"{ind}                    w{j} = vload(wf, wk{j} + c * 16)" for j in range(nb)]
+    inner = [f"{ind}                        w{j} = vload(wf, wk{j} + c * 16)" for j in range(nb)]
     for i in range(rw):
-        inner.append(f"{ind}                    x = vbcast(xf, xk + c + {i} * xs)")
-        inner += [f"{ind}                    {acc[j][i]} = vfma(x, w{j}, {acc[j][i]})" for j in range(nb)]
+        inner.append(f"{ind}                        x = vbcast(xf, xk + c + {i} * xs)")
+        inner += [f"{ind}                        {acc[j][i]} = vfma(x, w{j}, {acc[j][i]})" for j in range(nb)]
     store = []
     for j in range(nb):
         store.append(f"{ind}o = ((((n * Ob + ob0 + {j}) * OD + od) * OH + oh) * OWp + ow0) * 16")
@@ -52,14 +57,17 @@ def _forward_source(nb: int, rw: int) -> str:
     return f"""
 
 @njit(**_JIT)
-def kernel(out, xb, wb, bias, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w):
-    # out (N, Ob, OD, OH, OWp, 16) = valid conv of xb (N, Cb, Dp, Hp, Wp, 16) from cell (off_d, off_h, off_w) with wb (Ob, Cb, KD, KH, KW, 16, 16) + bias
-    # register block: {rw} output pixels x {nb} vectors of 16 output channels
+def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w):
+    # out (N, Ob, OD, OH, OWp, 16) = valid conv of xb (N, Cb, Dp, Hp, Wp, L) from cell (off_d, off_h, off_w) with
+    # wb (Ob, Cb, KD, KH, KW, CL, 16) + bias; register block: {rw} output pixels x {nb} vectors of 16 output channels.
+    # Per tap the CL inputs from xb[..., w*L] on are read (CL = L = 16: one channel block); the last block reads
+    # just ``tail`` (its padding lanes cost nothing). A narrow input (L < 16 channels) with its width taps packed
+    # into the weights reads CL = KW*L consecutive cells per kernel row (see ``narrow_weight``).
     N, Ob, OD, OH, OWp = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    Cb, Dp, Hp, Wp = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4]
-    KD, KH, KW = wb.shape[2], wb.shape[3], wb.shape[4]
+    Cb, Dp, Hp, Wp, L = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
+    KD, KH, KW, CL = wb.shape[2], wb.shape[3], wb.shape[4], wb.shape[5]
     xf, wf, of = xb.reshape(-1), wb.reshape(-1), out.reshape(-1)
-    xs = sw * 16
+    xs = sw * L
     n_groups = Ob // {nb}
     for job in prange(N * n_groups * OD * OH):
         oh = job % OH
@@ -71,13 +79,18 @@ def kernel(out, xb, wb, bias, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w):
         for ow0 in range(0, OWp, {rw}):
 {init}
             for cb in range(Cb):
+                cn = CL if cb < Cb - 1 else tail
                 for kd in range(KD):
                     for kh in range(KH):
                         xrow = (((n * Cb + cb) * Dp + off_d + od * sd + kd * dd) * Hp + off_h + oh * sh + kh * dh) * Wp + off_w
                         for kw in range(KW):
-                            xk = (xrow + ow0 * sw + kw * dw) * 16
+                            xk = (xrow + ow0 * sw + kw * dw) * L
 {wbase}
-                            for c in range(16):
+                            if cn == 16:  # a whole block: a fixed trip count, unrolled
+                                for c in range(16):
+{chr(10).join(inner)}
+                            else:
+                                for c in range(cn):
 {chr(10).join(inner)}
 {chr(10).join(store)}
 """
@@ -184,7 +197,8 @@ def _vectors_per_block(out_blocks: int) -> tuple[int, int]:
 def _plan(out_channels: int, out_width: int) -> tuple[int, int, int, int]:
     """(NB, RW, padded output blocks, padded output width) of the forward register block."""
     nb, ob_padded = _vectors_per_block(blocked.blocks(out_channels))
-    rw = min(_BLOCKS[simd.ISA][nb], key=lambda r: (-(-out_width // r) * r, -r))
+    speed = _BLOCKS[simd.ISA][nb]
+    rw = min(speed, key=lambda r: (-(-out_width // r) * r / speed[r], -r))
     return nb, rw, ob_padded, -(-out_width // rw) * rw
 
 
@@ -193,14 +207,31 @@ def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0
     with w (O, C, KD, KH, KW) + bias (O,) or None; only ``blocked.phase_view(out, phase)``."""
     shape = blocked.phase_view(out, phase).shape
     nb, rw, ob_padded, owp = _plan(shape[1], shape[4])
-    wb = blocked.weight_to_blocked(w)
+    if xb.shape[5] < LANES:  # a narrow input: one block of just its channels
+        wb, tail = narrow_weight(w, dilation[2] == 1), None
+    else:
+        wb, tail = blocked.weight_to_blocked(w), w.shape[1] - LANES * (xb.shape[1] - 1)
     if ob_padded != wb.shape[0]:
         wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
+    tail = wb.shape[5] if tail is None else tail  # inputs read per tap in the last block
     ob = blocked.scratch("output", (shape[0], ob_padded, *shape[2:4], owp, LANES))
-    _forward_kernel(nb, rw)(
-        ob, xb, wb, blocked.bias_to_blocked(bias, ob_padded), *stride, *dilation, *offsets
-    )
+    bias_b = blocked.bias_to_blocked(bias, ob_padded)
+    _forward_kernel(nb, rw)(ob, xb, wb, bias_b, tail, *stride, *dilation, *offsets)
     blocked.from_blocked(out, ob, phase)
+
+
+def narrow_weight(w: np.ndarray, pack_width: bool) -> np.ndarray:
+    """w (O, L, KD, KH, KW), L < 16 -> the weight of a narrow input, (Ob, 1, KD, KH, KW, L, 16),
+    or with ``pack_width`` (width dilation 1) (Ob, 1, KD, KH, 1, KW*L, 16): an input row's
+    channels of KW consecutive cells are KW*L consecutive floats, so the kernel reads the
+    width taps of one kernel row as one run of inputs (an im2col along the width, in place)."""
+    o, c, kd, kh, kw = w.shape
+    ob = blocked.blocks(o)
+    padded = np.zeros((ob * LANES, c, kd, kh, kw), np.float32)
+    padded[:o] = w
+    packed = padded.reshape(ob, LANES, c, kd, kh, kw).transpose(0, 3, 4, 5, 2, 1)  # (Ob, KD, KH, KW, L, 16)
+    shape = (ob, 1, kd, kh, 1, kw * c, LANES) if pack_width else (ob, 1, kd, kh, kw, c, LANES)
+    return np.ascontiguousarray(packed).reshape(shape)
 
 
 def plan_width(out_channels: int, out_width: int) -> int:

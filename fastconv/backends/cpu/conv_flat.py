@@ -30,12 +30,20 @@ from ...shapes import ConvGeometry
 from . import blocked, codegen, layout, simd
 from .simd import LANES
 
-# {NO: V} per instruction set (``simd.ISA``): vectors of 16 pixels (forward) and taps
-# (backward-weight) per register block, by output channels per block. Forward: NO*V
-# accumulators + V loads + 1 broadcast; backward-weight: NO*TT accumulators + NO loads of dy
-# + 1 of x; both fit in 32 zmm registers (AVX-512) or 16 ymm, two per vector (AVX2).
-_FORWARD_V = {"avx512": {1: 12, 2: 8, 4: 5, 6: 4, 8: 3}, "avx2": {1: 3, 2: 2, 3: 1, 4: 1, 6: 1}}
-_WEIGHT_TT = {"avx512": {1: 12, 2: 8, 4: 5, 6: 3, 8: 2}, "avx2": {1: 5, 2: 2, 3: 1}}
+# {NO: (V, relative speed)} per instruction set (``simd.ISA``): vectors of 16 pixels
+# (forward) or taps (backward-weight) per register block, by output channels per block.
+# Forward: NO*V accumulators + V loads + 1 broadcast; backward-weight: NO*TT accumulators +
+# NO loads of dy + 1 of x; both fit in 32 zmm registers (AVX-512) or 16 ymm, two per vector
+# (AVX2). On AVX2 few accumulators leave FMA latency exposed: in L1, 6, 5, 4, 3 and 2 of them
+# ran at about 152, 135, 111, 100 and 90 GFLOP/s on a Zen 3 core (AVX-512: not measured, 1.0).
+_FORWARD_V = {
+    "avx512": {1: (12, 1.0), 2: (8, 1.0), 4: (5, 1.0), 6: (4, 1.0), 8: (3, 1.0)},
+    "avx2": {1: (3, 0.66), 2: (2, 0.73), 3: (1, 0.66), 4: (1, 0.73), 6: (1, 1.0)},
+}
+_WEIGHT_TT = {
+    "avx512": {1: (12, 1.0), 2: (8, 1.0), 4: (5, 1.0), 6: (3, 1.0), 8: (2, 1.0)},
+    "avx2": {1: (5, 0.89), 2: (2, 0.73), 3: (1, 0.66)},
+}
 _CHUNK_VECTORS = 8192  # backward-weight: images per partial sum, from the shape alone
 # most output channels (of the pass) for which these kernels beat the channel-blocked ones,
 # measured on LeNet's layers: 16 outputs still win in a forward pass (one or two blocks of
@@ -43,18 +51,32 @@ _CHUNK_VECTORS = 8192  # backward-weight: images per partial sum, from the shape
 _MAX_OUT_CHANNELS = {"forward": 16, "backward_input": 16, "backward_weight": 12}
 
 
-def applies(op: str, geom: ConvGeometry, out_channels: int, any_channels: bool = False) -> bool:
+def applies(
+    op: str, geom: ConvGeometry, out_channels: int, in_channels: int, any_channels: bool = False
+) -> bool:
     """Whether these kernels run pass ``op``: dense, stride 1 (backward_input: any stride,
     its stride phases are stride-1 convolutions), and few output channels (forward and
-    backward_weight: the output's; backward_input: the input's) unless ``any_channels``."""
+    backward_weight: the output's; backward_input: the input's) unless ``any_channels``.
+    On AVX2 the blocked kernels run a 16-channel output at full speed (their register block
+    has one channel vector there anyway), so they keep the passes whose input and output
+    channels both fill whole 16-lane blocks (a 3-D layer's 32 -> 16 input gradient: 7.7 ms
+    blocked, 9.6 ms here, on the Zen 3 machine)."""
     shape_fits = geom.groups == 1 and (op == "backward_input" or geom.stride == (1, 1, 1))
-    return shape_fits and (any_channels or out_channels <= _MAX_OUT_CHANNELS[op])
+    if not shape_fits:
+        return False
+    if any_channels:
+        return True
+    if simd.ISA == "avx2" and out_channels % LANES == 0 and in_channels % LANES == 0:
+        return False
+    return out_channels <= _MAX_OUT_CHANNELS[op]
 
 
-def _out_block(channels: int, table: dict) -> int:
-    """Output channels per register block of ``table`` (``_FORWARD_V`` or ``_WEIGHT_TT``):
-    the least padding, then the widest block."""
-    return min(table[simd.ISA], key=lambda no: (-(-channels // no) * no, -no))
+def _out_block(channels: int, table: dict) -> tuple[int, int]:
+    """(NO, V or TT) of ``table`` (``_FORWARD_V`` or ``_WEIGHT_TT``) for ``channels``
+    outputs: the least padded channels per speed, then the widest block."""
+    blocks = table[simd.ISA]
+    no = min(blocks, key=lambda no: (-(-channels // no) * no / blocks[no][1], -no))
+    return no, blocks[no][0]
 
 
 def _forward_source(no: int, v: int) -> str:
@@ -153,7 +175,8 @@ def _weight_kernel(no: int, tt: int):
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def _gather_flat(out, x, map_d, map_h, map_w):
     # out (N, Co >= C, Ps): plane (n, c) = x (N, C, D, H, W) through the index maps (-1 reads 0)
-    # on the (len(map_d), len(map_h), len(map_w)) grid, flattened, then zeros; planes c >= C are 0
+    # on the (len(map_d), len(map_h), len(map_w)) grid, flattened, cut to Ps cells or followed by
+    # zeros; planes c >= C are 0
     N, Co, Ps = out.shape
     Dx, Hx, Wx = map_d.shape[0], map_h.shape[0], map_w.shape[0]
     for job in prange(N * Co):
@@ -165,30 +188,32 @@ def _gather_flat(out, x, map_d, map_h, map_w):
         for i in range(Dx):
             for j in range(Hx):
                 base = (i * Hx + j) * Wx
+                cells = min(Wx, Ps - base)
+                if cells <= 0:
+                    break
                 if map_d[i] < 0 or map_h[j] < 0:
-                    plane[base : base + Wx] = 0
+                    plane[base : base + cells] = 0
                 else:
                     row = x[n, c, map_d[i], map_h[j]]
-                    for k in range(Wx):
+                    for k in range(cells):
                         plane[base + k] = row[map_w[k]] if map_w[k] >= 0 else 0
-        plane[Dx * Hx * Wx :] = 0
+        plane[min(Dx * Hx * Wx, Ps) :] = 0
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, step_d, step_h, step_w):
     # out[n, o, start + i*step] (per axis, i < size) <- res (N, Op >= O, Lp), cell (i, j, k) at flat (i*hx + j)*wx + k
-    N, O = out.shape[0], out.shape[1]
+    N, O, D, H, W = out.shape
+    Op, Lp = res.shape[1], res.shape[2]
+    of, rf = out.reshape(-1), res.reshape(-1)
     for job in prange(N * O):
         n, o = job // O, job % O
         for i in range(size_d):
-            for j in range(size_h):
-                src = res[n, o, (i * hx + j) * wx :]
-                dst = out[n, o, start_d + i * step_d, start_h + j * step_h, start_w:]
-                if step_w == 1:
-                    dst[:size_w] = src[:size_w]
-                else:
-                    for k in range(size_w):
-                        dst[k * step_w] = src[k]
+            for j in range(size_h):  # flat indices and a plain loop: short rows, no slice objects
+                src = (n * Op + o) * Lp + (i * hx + j) * wx
+                dst = (((n * O + o) * D + start_d + i * step_d) * H + start_h + j * step_h) * W + start_w
+                for k in range(size_w):
+                    of[dst + k * step_w] = rf[src + k]
 
 
 def _offsets(kernel, dilation, grid, start=(0, 0, 0)) -> np.ndarray:
@@ -213,8 +238,8 @@ def _run(out, xf, grid, w, bias, offs, phase) -> None:
     + bias (O,) or None."""
     (n, o), c = out.shape[:2], w.shape[1]
     size = blocked.phase_view(out, phase).shape[2:]
-    no = _out_block(o, _FORWARD_V)
-    og, length = -(-o // no), _length(size[0], grid, o)
+    no, v = _out_block(o, _FORWARD_V)
+    og, length = -(-o // no), _length(size, grid, o)
     wf = np.zeros((og * no, c, len(offs)), np.float32)
     wf[:o] = w.reshape(o, c, -1)
     wf = np.ascontiguousarray(wf.reshape(og, no, c, -1).transpose(0, 2, 3, 1))
@@ -222,17 +247,17 @@ def _run(out, xf, grid, w, bias, offs, phase) -> None:
     if bias is not None:
         b[:o] = bias
     res = blocked.scratch("output", (n, og * no, length))
-    _forward_kernel(no, _FORWARD_V[simd.ISA][no])(
-        res, xf.reshape(-1), wf.reshape(-1), b, offs, c, xf.shape[2]
-    )
+    _forward_kernel(no, v)(res, xf.reshape(-1), wf.reshape(-1), b, offs, c, xf.shape[2])
     _crop(out, res, *grid[1:], *size, *phase[0], *phase[1])
 
 
-def _length(size_d: int, grid, out_channels: int) -> int:
-    """Flat output cells that ``_run`` computes for ``size_d`` planes of ``grid``: whole
-    register blocks of pixels."""
-    tile = _FORWARD_V[simd.ISA][_out_block(out_channels, _FORWARD_V)] * LANES
-    return -(-size_d * grid[1] * grid[2] // tile) * tile
+def _length(size, grid, out_channels: int) -> int:
+    """Flat output cells that ``_run`` computes for outputs of ``size`` (D, H, W) on
+    ``grid``: up to the last output cell, in whole register blocks of pixels (the rows of
+    the grid below the last output row are never computed)."""
+    tile = _out_block(out_channels, _FORWARD_V)[1] * LANES
+    last = ((size[0] - 1) * grid[1] + size[1] - 1) * grid[2] + size[2]
+    return -(-last // tile) * tile
 
 
 def forward(out, x, w, bias, geom: ConvGeometry) -> None:
@@ -240,7 +265,7 @@ def forward(out, x, w, bias, geom: ConvGeometry) -> None:
     maps = layout.index_maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
     grid = tuple(len(m) for m in maps)
     offs = _offsets(w.shape[2:], geom.dilation, grid)
-    xf = _flat(x, maps, _length(out.shape[2], grid, out.shape[1]) + int(offs[-1]), "input")
+    xf = _flat(x, maps, _length(out.shape[2:], grid, out.shape[1]) + int(offs[-1]), "input")
     _run(out, xf, grid, w, bias, offs, ((0, 0, 0), (1, 1, 1)))
 
 
@@ -258,7 +283,7 @@ def backward_phases(dx, dy, phases, lo) -> None:
         for i in range(3)
     )
     offs = [_offsets(w.shape[2:], dil, grid, start) for _, w, start, dil in phases]
-    length = max(_length(s[0], grid, dx.shape[1]) + int(o.max()) for s, o in zip(sizes, offs, strict=True))
+    length = max(_length(s, grid, dx.shape[1]) + int(o.max()) for s, o in zip(sizes, offs, strict=True))
     xf = _flat(dy, layout.index_maps(dy.shape[2:], lo, grid, "zeros"), length, "input")
     for (phase, w, _, _), o in zip(phases, offs, strict=True):
         _run(dx, xf, grid, w, None, o, phase)
@@ -270,8 +295,8 @@ def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     (n, o, *out_size), c = dy.shape, x.shape[1]
     maps = layout.index_maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
     grid = tuple(len(m) for m in maps)
-    no, offs = _out_block(o, _WEIGHT_TT), _offsets(geom.kernel, geom.dilation, grid)
-    og, tt = -(-o // no), _WEIGHT_TT[simd.ISA][no]
+    (no, tt), offs = _out_block(o, _WEIGHT_TT), _offsets(geom.kernel, geom.dilation, grid)
+    og = -(-o // no)
     length = -(-out_size[0] * grid[1] * grid[2] // LANES) * LANES
     xf = _flat(x, maps, length + int(offs[-1]), "input")
     dy_maps = layout.index_maps(out_size, (0, 0, 0), (out_size[0], *grid[1:]), "zeros")

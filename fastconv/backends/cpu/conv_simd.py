@@ -25,7 +25,7 @@ import numpy as np
 
 from ... import config
 from ...shapes import ConvGeometry
-from . import blocked, conv_dense, conv_depthwise, conv_flat, layout
+from . import blocked, conv_dense, conv_depthwise, conv_flat, layout, simd
 from .simd import LANES
 
 
@@ -49,12 +49,14 @@ def _group_slices(geom: ConvGeometry, in_channels: int, out_channels: int):
         yield slice(g * cpg, (g + 1) * cpg), slice(g * opg, (g + 1) * opg)
 
 
-def _flat(op: str, geom: ConvGeometry, out_channels: int) -> bool:
+def _flat(op: str, geom: ConvGeometry, out_channels: int, in_channels: int) -> bool:
     """Whether the pixel-vectorised kernels of ``conv_flat`` run pass ``op`` of a dense
     convolution (``config.CONV_ALGORITHM`` may force them on or off)."""
     if config.CONV_ALGORITHM == "blocked":
         return False
-    return conv_flat.applies(op, geom, out_channels, any_channels=config.CONV_ALGORITHM == "flat")
+    return conv_flat.applies(
+        op, geom, out_channels, in_channels, any_channels=config.CONV_ALGORITHM == "flat"
+    )
 
 
 def _pointwise(geom: ConvGeometry) -> bool:
@@ -137,31 +139,43 @@ def _axis_folds(k: int, s: int, d: int):
         yield _AxisFold(s, tuple(range(s)), np.where(t < k, t, -1), 1, 1)
 
 
-def _fold_plan(geom: ConvGeometry, batch: int, channels: int, out_channels: int, out_width: int):
+_LANE_FMAS = {"avx512": 95, "avx2": 55}
+"""G lane-FMAs per second of the blocked microkernel on 2 cores, per ``simd.ISA`` (Zen 5 and
+Zen 3 machines)."""
+
+
+def _fold_plan(
+    geom: ConvGeometry, batch: int, channels: int, out_channels: int, out_width: int, narrow: bool = False
+):
     """(height fold, width fold) of a dense convolution. Few input channels fill few of the
     16 lanes; folding taps or stride phases into channels fills them (RGB, 7x7, stride 2:
     3 of 16 lanes, or 48 of 48 with the phases of both axes and the width taps folded).
     Chosen from the shape alone by a cost model of this machine: the microkernel does about
-    95 G lane-FMAs per second (every lane of the padded channel blocks, every position of
-    the folded kernel) and the layout conversion writes about 1 G floats per second."""
+    ``_LANE_FMAS`` G lane-FMAs per second (every position of the folded kernel, every lane
+    of the padded channel blocks; ``narrow``, the forward: just the real channels, which its
+    last block reads alone) and the layout conversion writes about 1 G floats per second."""
     (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
     depth = (od - 1) * sd + (kd - 1) * dd + 1
     outputs = batch * od * oh * out_width * blocked.blocks(out_channels) * LANES
+    rate = _LANE_FMAS[simd.ISA]
 
     def cost(folds):
         fh, fw = folds
-        lanes = blocked.blocks(channels * len(fh.offsets) * len(fw.offsets)) * LANES
+        folded = channels * len(fh.offsets) * len(fw.offsets)
+        lanes = folded if narrow else blocked.blocks(folded) * LANES
+        stored = folded if narrow and folded < LANES else blocked.blocks(folded) * LANES
         fmas = outputs * lanes * kd * fh.taps.shape[1] * fw.taps.shape[1]
-        return fmas / 95 + batch * lanes * depth * fh.size(oh) * fw.size(out_width)
+        return fmas / rate + batch * stored * depth * fh.size(oh) * fw.size(out_width)
 
     axes = zip(geom.kernel[1:], geom.stride[1:], geom.dilation[1:], strict=True)
     return min(itertools.product(*(_axis_folds(*a) for a in axes)), key=cost)
 
 
-def _folded_input(x, geom: ConvGeometry, folds, out_width: int):
+def _folded_input(x, geom: ConvGeometry, folds, out_width: int, narrow: bool = False):
     """The blocked input of ``geom`` under ``folds`` (height, width), gathered in one pass
     from x (N, C, D, H, W): blocked channel (c*nh + a)*nw + b is input channel c under
-    height offset a and width offset b; and the geometry of the equivalent convolution."""
+    height offset a and width offset b; and the geometry of the equivalent convolution.
+    ``narrow``: fewer than 16 channels in one block of just that many lanes (forward only)."""
     (fh, fw), c = folds, x.shape[1]
     (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
     nh, nw = len(fh.offsets), len(fw.offsets)
@@ -172,7 +186,10 @@ def _folded_input(x, geom: ConvGeometry, folds, out_width: int):
     maps = layout.index_maps(
         x.shape[2:], geom.pad_lo, (size[0], fh.extent(oh), fw.extent(out_width)), geom.padding_mode
     )
-    xb = blocked.to_blocked_folded(layout.contiguous(x), maps, src_c, off_h, off_w, (fh.step, fw.step), size)
+    steps = (fh.step, fw.step)
+    xb = blocked.to_blocked_folded(
+        layout.contiguous(x), maps, src_c, off_h, off_w, steps, size, narrow=narrow
+    )
     unit = ConvGeometry(
         stride=(sd, fh.stride, fw.stride),
         pad_lo=(0, 0, 0),
@@ -238,12 +255,12 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
         if not out.flags.c_contiguous:
             out[...] = rows.reshape(out.shape)
         return
-    if _flat("forward", geom, out.shape[1]):
+    if _flat("forward", geom, out.shape[1], x.shape[1]):
         conv_flat.forward(out, x, w, bias, geom)
         return
     owp = conv_dense.plan_width(out.shape[1], out.shape[4])
-    folds = _fold_plan(geom, *x.shape[:2], out.shape[1], owp)
-    xb, geom = _folded_input(x, geom, folds, owp)
+    folds = _fold_plan(geom, *x.shape[:2], out.shape[1], owp, narrow=True)
+    xb, geom = _folded_input(x, geom, folds, owp, narrow=True)
     w = _fold_weight(w, folds)
     conv_dense.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, (0, 0, 0))
 
@@ -324,7 +341,7 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
             dx[...] = 0  # cells no stride reaches
         dx[_selected(geom)] = rows.reshape(*dx.shape[:2], *dy.shape[2:])
         return
-    flat = _flat("backward_input", geom, dx.shape[1])
+    flat = _flat("backward_input", geom, dx.shape[1], dy.shape[1])
     if geom.padding_mode == "zeros":
         _backward_input_zeros(dx, dy, w, geom.stride, geom.dilation, geom.pad_lo, flat)
         return
@@ -346,7 +363,7 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
         row = _row_geometry(geom)
         conv_backward_weight(dw, _as_row(dy), _pixels(x, geom), row)
         return
-    if _flat("backward_weight", geom, dy.shape[1]):
+    if _flat("backward_weight", geom, dy.shape[1], x.shape[1]):
         conv_flat.backward_weight(dw, dy, x, geom)
         return
     identity = tuple(np.arange(n, dtype=np.int64) for n in dy.shape[2:])

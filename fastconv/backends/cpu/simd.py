@@ -150,3 +150,46 @@ def vsum(typingctx, a):
         return total
 
     return types.float32(f32x16), codegen
+
+
+_V8 = ir.VectorType(ir.FloatType(), 8)
+
+
+def _shuffle(builder, a, b, mask):
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+
+@intrinsic
+def transpose8(typingctx, dst, dst_idx, dst_step, src, src_idx, src_step):
+    """dst[dst_idx + j*dst_step + i] = src[src_idx + i*src_step + j] for i, j < 8: an 8 x 8
+    block transposed in registers (8 loads, 24 shuffles, 8 stores: the classic AVX sequence
+    of unpack, shufps and 128-bit permutes), for layout conversions whose rows are 8 or 16
+    floats apart instead of one element at a time through strided accesses."""
+
+    def codegen(context, builder, sig, args):
+        dst_arr, d0, dstep, src_arr, s0, sstep = args
+        rows = []
+        for i in range(8):
+            idx = builder.add(s0, builder.mul(sstep, ir.Constant(sstep.type, i)))
+            ptr = _element_ptr(context, builder, sig.args[3], src_arr, idx)
+            rows.append(builder.load(builder.bitcast(ptr, _V8.as_pointer()), align=4))
+        lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+        t = []
+        for i in range(0, 8, 2):  # interleave pairs of rows
+            t += [_shuffle(builder, rows[i], rows[i + 1], lo), _shuffle(builder, rows[i], rows[i + 1], hi)]
+        a, b = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+        u = []
+        for p, q in ((0, 2), (1, 3), (4, 6), (5, 7)):  # pairs of pairs
+            u += [_shuffle(builder, t[p], t[q], a), _shuffle(builder, t[p], t[q], b)]
+        low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+        cols = [None] * 8
+        for j in range(4):  # 128-bit halves
+            cols[j] = _shuffle(builder, u[j], u[j + 4], low)
+            cols[j + 4] = _shuffle(builder, u[j], u[j + 4], high)
+        for j, col in enumerate(cols):
+            idx = builder.add(d0, builder.mul(dstep, ir.Constant(dstep.type, j)))
+            ptr = _element_ptr(context, builder, sig.args[0], dst_arr, idx)
+            builder.store(col, builder.bitcast(ptr, _V8.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, types.int64, src, types.int64, types.int64), codegen

@@ -1,0 +1,108 @@
+"""The channel-blocked layout conversions of the SIMD kernels against plain NumPy: padding
+through index maps, 8 x 8 register transposes with their tails, narrow (fewer than 16
+lanes) blocks, stride phases, and the weight layouts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastconv.backends.cpu import blocked, conv_dense, layout
+from fastconv.backends.cpu.simd import LANES, transpose8
+
+
+def _blocked_reference(x, maps, lanes=LANES):
+    """(N, C, D, H, W) -> (N, Cb, len(map_d), len(map_h), len(map_w), lanes), by index."""
+    n, c = x.shape[:2]
+    md, mh, mw = maps
+    out = np.zeros((n, -(-c // lanes), len(md), len(mh), len(mw), lanes), np.float32)
+    ok = (md[:, None, None] >= 0) & (mh[None, :, None] >= 0) & (mw[None, None, :] >= 0)
+    cells = x[:, :, md[:, None, None], mh[None, :, None], mw[None, None, :]] * ok
+    for ch in range(c):
+        out[:, ch // lanes, ..., ch % lanes] = cells[:, ch]
+    return out
+
+
+@njit
+def _transpose_at(dst, d0, dstep, src, s0, sstep):
+    transpose8(dst, d0, dstep, src, s0, sstep)
+
+
+def test_transpose8_moves_each_element_once():
+    src = np.arange(200, dtype=np.float32)
+    dst = np.full(120, -1, np.float32)
+    _transpose_at(dst, 3, 13, src, 5, 11)
+    want = np.full(120, -1, np.float32)
+    for i in range(8):
+        for j in range(8):
+            want[3 + j * 13 + i] = src[5 + i * 11 + j]
+    np.testing.assert_array_equal(dst, want)
+
+
+@pytest.mark.parametrize(
+    "shape, lo, extent, mode",
+    [
+        ((2, 37, 3, 9, 29), (1, 2, 3), (5, 12, 35), "zeros"),  # channel tail, padding on every axis
+        ((1, 32, 1, 11, 23), (0, 1, 1), (1, 13, 25), "reflect"),  # reflected width: no runs of 8
+        ((2, 16, 1, 5, 21), (0, 0, 2), (1, 5, 30), "circular"),
+        ((1, 48, 1, 7, 7), (0, 0, 0), (1, 7, 7), "zeros"),  # shorter than one transpose
+        ((1, 16, 1, 3, 40), (0, 0, 0), (1, 3, 17), "zeros"),  # cropped: the map ends inside the row
+    ],
+)
+def test_to_blocked_matches_the_index_maps(shape, lo, extent, mode):
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    maps = layout.index_maps(shape[2:], lo, extent, mode)
+    np.testing.assert_array_equal(blocked.to_blocked(x, maps), _blocked_reference(x, maps))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 7, 15])
+def test_narrow_blocks_hold_just_the_channels(channels):
+    x = np.random.default_rng(channels).standard_normal((2, channels, 1, 6, 9)).astype(np.float32)
+    maps = layout.index_maps(x.shape[2:], (0, 1, 2), (1, 8, 13), "zeros")
+    zero = np.zeros(channels, np.int64)
+    got = blocked.to_blocked_folded(x, maps, np.arange(channels), zero, zero, (1, 1), (1, 8, 13), narrow=True)
+    assert got.shape == (2, 1, 1, 8, 13, channels)
+    np.testing.assert_array_equal(got, _blocked_reference(x, maps, lanes=channels))
+
+
+@pytest.mark.parametrize(
+    "out_shape, channels, out_w, phase",
+    [
+        ((2, 3, 2, 5, 24), 45, 21, ((0, 0, 0), (1, 1, 1))),  # 8-channel groups and a 5-channel tail
+        ((1, 1, 1, 4, 16), 16, 16, ((0, 0, 0), (1, 1, 1))),
+        ((2, 2, 1, 4, 12), 29, 9, ((0, 1, 0), (1, 2, 1))),  # a stride phase of the height
+        ((2, 1, 1, 3, 8), 5, 7, ((0, 0, 1), (1, 1, 2))),  # a strided width: no transposes
+    ],
+)
+def test_from_blocked_writes_exactly_its_cells(out_shape, channels, out_w, phase):
+    n, ob, od, oh, owp = out_shape
+    rng = np.random.default_rng(2)
+    src = rng.standard_normal((n, ob, od, oh, owp, LANES)).astype(np.float32)
+    (s_d, s_h, s_w), (t_d, t_h, t_w) = phase
+    size = (s_d + (od - 1) * t_d + 1, s_h + (oh - 1) * t_h + 1, s_w + (out_w - 1) * t_w + 1)
+    out = np.full((n, channels, *size), 7.0, np.float32)
+    want = out.copy()
+    cells = want[:, :, s_d::t_d, s_h::t_h, s_w::t_w]
+    cells[...] = src.transpose(0, 1, 5, 2, 3, 4).reshape(n, ob * LANES, od, oh, owp)[
+        :, :channels, ..., :out_w
+    ]
+    blocked.from_blocked(out, src, phase)
+    np.testing.assert_array_equal(out, want)
+    strided = np.full((n, channels, *size, 2), 7.0, np.float32)[..., 0]  # not contiguous
+    blocked.from_blocked(strided, src, phase)
+    np.testing.assert_array_equal(strided, want)
+
+
+def test_weight_layouts_round_trip():
+    w = np.random.default_rng(3).standard_normal((37, 21, 2, 3, 5)).astype(np.float32)
+    wb = blocked.weight_to_blocked(w)
+    assert wb.shape == (3, 2, 2, 3, 5, LANES, LANES)
+    back = np.empty_like(w)
+    blocked.weight_from_blocked(back, wb)
+    np.testing.assert_array_equal(back, w)
+    narrow = conv_dense.narrow_weight(w[:, :3], pack_width=True)  # (Ob, 1, KD, KH, 1, KW*3, 16)
+    assert narrow.shape == (3, 1, 2, 3, 1, 15, LANES)
+    o, c, kd, kh, kw = 36, 2, 1, 2, 4
+    assert narrow[o // LANES, 0, kd, kh, 0, kw * 3 + c, o % LANES] == w[o, c, kd, kh, kw]
+    assert not narrow[2, ..., 37 - 32 :].any()  # padded output channels are zero
