@@ -96,29 +96,6 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
 
 @njit(**_JIT)
 def _from_blocked_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d, step_h, step_w):
-    # out[n, o, start_d + od*step_d, start_h + oh*step_h, start_w + ow*step_w] <- blocked (N, Ob, OD, OH, OWp >= out_w, 16)
-    N, O = out.shape[0], out.shape[1]
-    Ob, OD, OH = blocked.shape[1], blocked.shape[2], blocked.shape[3]
-    for job in prange(N * Ob * OD * OH):  # one blocked row (kept in L1) -> up to 16 output rows
-        oh = job % OH
-        t = job // OH
-        od = t % OD
-        t //= OD
-        ob = t % Ob
-        n = t // Ob
-        src = blocked[n, ob, od, oh]
-        for c in range(min(LANES, O - ob * LANES)):
-            dst = out[n, ob * LANES + c, start_d + od * step_d, start_h + oh * step_h, start_w:]
-            if step_w == 1:  # a contiguous row
-                for ow in range(out_w):
-                    dst[ow] = src[ow, c]
-            else:
-                for ow in range(out_w):
-                    dst[ow * step_w] = src[ow, c]
-
-
-@njit(**_JIT)
-def _from_blocked_rows_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d, step_h, step_w):
     # out[n, o, start_d + od*step_d, start_h + oh*step_h, start_w + ow*step_w] <- blocked (N, Ob, OD, OH,
     # OWp >= out_w, 16), out C-contiguous: in whole rows (step_w 1), 8 channels x 8 pixels per register
     # transpose; the row tails and strided rows one by one, through flat indices
@@ -186,9 +163,11 @@ def from_blocked(out: np.ndarray, blocked: np.ndarray, phase=((0, 0, 0), (1, 1, 
     cells of ``phase_view(out, phase)``, written in place (a stride phase of the adjoint)."""
     out_w = phase_view(out, phase).shape[4]
     if out.flags.c_contiguous:
-        _from_blocked_rows_kernel(out, blocked, out_w, *phase[0], *phase[1])
-    else:
         _from_blocked_kernel(out, blocked, out_w, *phase[0], *phase[1])
+        return
+    dense = np.ascontiguousarray(out)  # the cells outside the phase keep their values
+    _from_blocked_kernel(dense, blocked, out_w, *phase[0], *phase[1])
+    out[...] = dense
 
 
 @njit(**_JIT)
