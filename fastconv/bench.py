@@ -8,7 +8,8 @@ Each (layer, pass) becomes a :class:`Case`: random inputs, the fastconv call and
 is importable, the same pass in PyTorch on the same data. Before anything is timed the case
 is checked (:meth:`Case.check`), so a wrong kernel never reports a time; then each side is
 warmed up (compilation stays out of the timings) and timed, the median of ``--repeat`` calls.
-PyTorch runs with the same number of threads, so the ratio is measured, not remembered. The
+PyTorch runs with the same number of threads, and the two are timed in alternating calls, so
+the ratio is measured, not remembered, and a burst of load on a shared machine slows both. The
 asv suites in ``benchmarks/`` are built on the same cases.
 """
 
@@ -89,14 +90,23 @@ def set_threads(n: int) -> None:
 
 def median_time(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
     """Median wall time of ``fn()`` in seconds, over ``repeat`` calls after ``warmup`` calls."""
+    return median_times([fn], repeat, warmup)[0]
+
+
+def median_times(fns: list[Callable[[], object]], repeat: int, warmup: int = 2) -> list[float]:
+    """Median wall time of each of ``fns`` in seconds, over ``repeat`` rounds after ``warmup``
+    rounds; each round calls every function once, in turn, so a burst of load on a shared
+    machine slows all of them alike and their ratio stays fair."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def _geometry(layer: dict) -> dict:
@@ -408,16 +418,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({**row, "error": str(e)})
                 print(f"{layer['name']:<16}{pass_:<17} WRONG RESULT, not timed: {e}", flush=True)
                 continue
-            seconds = median_time(case.run, args.repeat)
+            fns = [case.run] if case.torch_run is None else [case.run, case.torch_run]
+            seconds, *torch_seconds = median_times(fns, args.repeat)
             row.update(
                 ms=seconds * 1e3,
                 gflops=case.flops / seconds / 1e9,
                 gbytes_per_s=case.nbytes / seconds / 1e9,
             )
             line = "{layer:<16}{pass:<17}{ms:9.3f}{gflops:9.1f}{gbytes_per_s:7.1f}".format(**row)
-            if case.torch_run is not None:
-                torch_seconds = median_time(case.torch_run, args.repeat)
-                row.update(torch_ms=torch_seconds * 1e3, ratio_to_torch=seconds / torch_seconds)
+            if torch_seconds:  # timed in the same rounds, call by call in turn
+                row.update(torch_ms=torch_seconds[0] * 1e3, ratio_to_torch=seconds / torch_seconds[0])
                 line += f"{row['torch_ms']:10.3f}{row['ratio_to_torch']:9.2f}"
             rows.append(row)
             print(line, flush=True)

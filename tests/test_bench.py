@@ -98,3 +98,11 @@ def test_command_line():
     result = subprocess.run([sys.executable, "-m", "fastconv", *argv], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "global_avgpool  forward" in result.stdout
+
+
+def test_paired_timings_alternate_calls():
+    """fastconv and PyTorch are timed call by call in turn (a burst of load slows both)."""
+    calls = []
+    times = bench.median_times([lambda: calls.append("a"), lambda: calls.append("b")], repeat=3, warmup=1)
+    assert calls == ["a", "b"] * 4
+    assert len(times) == 2 and all(t >= 0 for t in times)
