@@ -195,17 +195,18 @@ def weight_to_blocked(w: np.ndarray) -> np.ndarray:
 
 @njit(**_JIT)
 def _weight_from_blocked_kernel(dw, blocked):
-    # dw (O, C, KD, KH, KW) <- blocked (Ob, Cb, KD, KH, KW, 16 c, 16 o), cropped
+    # dw (O, C, KD, KH, KW) <- blocked (Ob, Cb, KD, KH, KW, 16 c, 16 o), cropped; flat indices
     O, C = dw.shape[0], dw.shape[1]
-    Cb, KD, KH, KW = blocked.shape[1], blocked.shape[2], blocked.shape[3], blocked.shape[4]
-    for job in prange(O * Cb):  # one output channel x one block of input channels
-        o, cb = job // Cb, job % Cb
+    Cb = blocked.shape[1]
+    taps = blocked.shape[2] * blocked.shape[3] * blocked.shape[4]
+    df, bf = dw.reshape(-1), blocked.reshape(-1)
+    for o in prange(O):  # one output channel: a contiguous run of C * taps weights
         ob, lane = o // LANES, o % LANES
-        for c in range(cb * LANES, min(C, (cb + 1) * LANES)):
-            for kd in range(KD):
-                for kh in range(KH):
-                    for kw in range(KW):
-                        dw[o, c, kd, kh, kw] = blocked[ob, cb, kd, kh, kw, c - cb * LANES, lane]
+        for c in range(C):
+            src = ((ob * Cb + c // LANES) * taps * LANES + c % LANES) * LANES + lane
+            dst = (o * C + c) * taps
+            for t in range(taps):
+                df[dst + t] = bf[src + t * LANES * LANES]
 
 
 def weight_from_blocked(dw: np.ndarray, blocked: np.ndarray) -> None:
