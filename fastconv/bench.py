@@ -180,6 +180,9 @@ class Case:
 
     ``run()`` calls fastconv (synchronised on a GPU), ``torch_run()`` PyTorch on the same
     data (None without PyTorch); ``check()`` raises AssertionError when fastconv is wrong.
+    ``torch_channels_last_run()``: for the forward of a 2-D convolution, PyTorch on the same
+    data in its channels-last memory format (converted once, outside the timing), its
+    fastest CPU layout; None elsewhere.
     """
 
     layer: dict
@@ -190,6 +193,7 @@ class Case:
     check: Callable[[], None]
     flops: int
     nbytes: int
+    torch_channels_last_run: Callable[[], object] | None = None
 
 
 def layer_by_name(name: str) -> dict:
@@ -237,7 +241,7 @@ def make_case(
         return out
 
     torch = import_torch() if use_torch else None
-    torch_run = None
+    torch_run = torch_channels_last_run = None
     if torch is None:
 
         def check():
@@ -257,6 +261,12 @@ def make_case(
             def torch_run():
                 return torch_fn(tx, tw, tdy, t_idx)
 
+            if op == "conv" and pass_ == "forward" and d == 2:
+                tx_cl, tw_cl = (a.contiguous(memory_format=torch.channels_last) for a in (tx, tw))
+
+                def torch_channels_last_run():
+                    return torch_fn(tx_cl, tw_cl, None, None)
+
         def check():
             got = to_host(run())
             t64 = [a if a is None else torch.from_numpy(a.astype(np.float64)) for a in (x, w, dy)]
@@ -266,7 +276,8 @@ def make_case(
 
     sizes = {"forward": (x, w, y), "backward_input": (dy, w, x), "backward_weight": (dy, x, w)}
     nbytes = sum(a.nbytes for a in sizes[pass_] if a is not None)
-    return Case(layer, pass_, dtype, run, torch_run, check, _flops(layer, x, y), nbytes)
+    flops = _flops(layer, x, y)
+    return Case(layer, pass_, dtype, run, torch_run, check, flops, nbytes, torch_channels_last_run)
 
 
 def _flops(layer: dict, x: np.ndarray, y: np.ndarray) -> int:
@@ -405,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     env = _environment(args.threads, args.device, torch)
     print(" ".join(f"{k}={v}" for k, v in env.items() if k != "time"))
     print(f"{'layer':<16}{'pass':<17}{'ms':>9}{'GFLOP/s':>9}{'GB/s':>7}", end="")
-    print(f"{'torch ms':>10}{'fc/torch':>9}" if torch is not None else "")
+    print(f"{'torch ms':>10}{'fc/torch':>9}{'fc/torch-NHWC':>14}" if torch is not None else "")
     rows, failed = [], 0
     for layer in layers:
         for pass_ in (p for p in args.passes if p in passes_of(layer)):
@@ -418,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({**row, "error": str(e)})
                 print(f"{layer['name']:<16}{pass_:<17} WRONG RESULT, not timed: {e}", flush=True)
                 continue
-            fns = [case.run] if case.torch_run is None else [case.run, case.torch_run]
+            fns = [f for f in (case.run, case.torch_run, case.torch_channels_last_run) if f is not None]
             seconds, *torch_seconds = median_times(fns, args.repeat)
             row.update(
                 ms=seconds * 1e3,
@@ -429,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
             if torch_seconds:  # timed in the same rounds, call by call in turn
                 row.update(torch_ms=torch_seconds[0] * 1e3, ratio_to_torch=seconds / torch_seconds[0])
                 line += f"{row['torch_ms']:10.3f}{row['ratio_to_torch']:9.2f}"
+            if len(torch_seconds) == 2:  # and in channels-last memory format
+                row.update(
+                    torch_channels_last_ms=torch_seconds[1] * 1e3,
+                    ratio_to_torch_channels_last=seconds / torch_seconds[1],
+                )
+                line += f"{row['ratio_to_torch_channels_last']:14.2f}"
             rows.append(row)
             print(line, flush=True)
     if args.json:

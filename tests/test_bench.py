@@ -60,6 +60,12 @@ def test_json_output(tmp_path, capsys, use_torch):
         assert ("ratio_to_torch" in row) == use_torch
         if use_torch:
             assert row["ratio_to_torch"] == pytest.approx(row["ms"] / row["torch_ms"])
+        nhwc = use_torch and row["layer"] == "lenet_c3" and row["pass"] == "forward"  # 2-D conv forward
+        assert ("ratio_to_torch_channels_last" in row) == nhwc
+        if nhwc:
+            assert row["ratio_to_torch_channels_last"] == pytest.approx(
+                row["ms"] / row["torch_channels_last_ms"]
+            )
     printed = capsys.readouterr().out
     assert all(f"{layer:<16}{pass_:<17}" in printed for layer, pass_ in ROWS)
 

@@ -8,6 +8,8 @@ is just a different map, so one kernel pads, crops the tail a stride never reach
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -17,9 +19,11 @@ from ...shapes import ConvGeometry
 _NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+@functools.lru_cache(maxsize=1024)
 def pad_map(n: int, lo: int, extent: int, mode: str) -> np.ndarray:
     """Index map of one axis: padded cell ``i`` (``0 <= i < extent``) reads input cell
-    ``map[i]`` of ``range(n)``, or zero where ``map[i] == -1``."""
+    ``map[i]`` of ``range(n)``, or zero where ``map[i] == -1``. Cached per geometry (a
+    layer's maps are the same on every call): callers only read it."""
     pos = np.arange(extent, dtype=np.int64) - lo
     if mode == "zeros":
         return np.where((pos >= 0) & (pos < n), pos, -1)
