@@ -2,9 +2,13 @@
 register-blocked microkernels.
 
 Forward: each job owns one output row of NB x 16 output channels; the microkernel keeps a
-block of RW pixels x NB channel vectors (12-24 accumulators) in registers and, for every
-input channel, broadcasts one input value per pixel and does NB x RW fused multiply-adds
-against NB weight vectors (an outer product).
+block of RW pixels x NB channel vectors in registers (12-24 accumulators on AVX-512, 4-6 on
+AVX2, whose 16 registers hold half as much: ``_BLOCKS``) and, for every input channel,
+broadcasts one input value per pixel and does NB x RW fused multiply-adds against NB weight
+vectors (an outer product). Input channels are the broadcast side, so a block's padding
+lanes need not be read: the last block runs over its real channels only, and an input of
+fewer than 16 channels is stored narrow (just its channels per pixel) with the width taps
+of each kernel row packed into one run of weights (``narrow_weight``).
 
 Backward-weight: each job owns the dW of NB output blocks x one input block x one depth tap
 (jobs never share a sum, so no reduction crosses threads) and adds into it row by row of
