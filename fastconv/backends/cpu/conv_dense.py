@@ -40,6 +40,12 @@ _BLOCKS = {
 }
 
 
+_UNROLL = 4
+"""Input channels per step of the forward's channel loop, written out in the source (LLVM
+unrolls only by 2 itself): 5-7% faster on the Zen 3 machine than no unrolling, for about 1 s
+more compile time per kernel; 16 was no faster and doubled the compile time."""
+
+
 def _forward_source(nb: int, rw: int) -> str:
     acc = [[f"a{j}_{i}" for i in range(rw)] for j in range(nb)]
     ind = " " * 12
@@ -50,10 +56,17 @@ def _forward_source(nb: int, rw: int) -> str:
         f"{ind}                wk{j} = (((((ob0 + {j}) * Cb + cb) * KD + kd) * KH + kh) * KW + kw) * CL * 16"
         for j in range(nb)
     )
-    inner = [f"{ind}                        w{j} = vload(wf, wk{j} + c * 16)" for j in range(nb)]
-    for i in range(rw):
-        inner.append(f"{ind}                        x = vbcast(xf, xk + c + {i} * xs)")
-        inner += [f"{ind}                        {acc[j][i]} = vfma(x, w{j}, {acc[j][i]})" for j in range(nb)]
+
+    def step(c: str, pad: str) -> str:
+        """The outer product of input channel ``c``: NB weight vectors x RW broadcasts."""
+        lines = [f"{pad}w{j} = vload(wf, wk{j} + {c} * 16)" for j in range(nb)]
+        for i in range(rw):
+            lines.append(f"{pad}x = vbcast(xf, xk + {c} + {i} * xs)")
+            lines += [f"{pad}{acc[j][i]} = vfma(x, w{j}, {acc[j][i]})" for j in range(nb)]
+        return "\n".join(lines)
+
+    whole = "\n".join(step(f"(c + {c})", " " * 36) for c in range(_UNROLL))
+    ragged = step("c", " " * 36)
     store = []
     for j in range(nb):
         store.append(f"{ind}o = ((((n * Ob + ob0 + {j}) * OD + od) * OH + oh) * OWp + ow0) * 16")
@@ -90,12 +103,12 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w)
                         for kw in range(KW):
                             xk = (xrow + ow0 * sw + kw * dw) * L
 {wbase}
-                            if cn == 16:  # a whole block: a fixed trip count, unrolled
-                                for c in range(16):
-{chr(10).join(inner)}
+                            if cn == 16:  # a whole block, its channels unrolled by _UNROLL
+                                for c in range(0, 16, {_UNROLL}):
+{whole}
                             else:
                                 for c in range(cn):
-{chr(10).join(inner)}
+{ragged}
 {chr(10).join(store)}
 """
 
