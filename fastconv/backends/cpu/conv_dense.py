@@ -31,9 +31,9 @@ from .simd import LANES
 # possible (NB = 1 halves FMA throughput: one weight vector per broadcast), and NB * RW
 # accumulators + NB weights + 1 broadcast fit in 32 registers. AVX2 (16 ymm, two per
 # vector): a vector is already two FMAs per broadcast at NB = 1, and 2 * (RW + 1) + 1 <= 16
-# allows RW <= 6. Fewer pixels leave fewer FMA chains to hide the latency: on a Zen 3 core,
-# with everything in L1, RW = 6, 5, 4 ran at 152, 135 and 111 GFLOP/s. The RW that computes
-# the padded output row fastest (padded width / speed) runs.
+# allows RW <= 6. Fewer pixels leave fewer FMA chains to hide the latency: on the 2-core
+# Zen 3 machine, 2 threads, everything in L1, RW = 6, 5, 4 ran at 152, 135 and 111 GFLOP/s.
+# The RW that computes the padded output row fastest (padded width / speed) runs.
 _BLOCKS = {
     "avx512": {4: {6: 1.0}, 3: {8: 1.0}, 2: {12: 1.0}, 1: {16: 1.0}},
     "avx2": {1: {6: 1.0, 5: 0.89, 4: 0.73}},

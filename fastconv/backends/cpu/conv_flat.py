@@ -39,7 +39,8 @@ from .simd import LANES
 # Forward: NO*V accumulators + V loads + 1 broadcast; backward-weight: NO*TT accumulators +
 # NO loads of dy + 1 of x; both fit in 32 zmm registers (AVX-512) or 16 ymm, two per vector
 # (AVX2). On AVX2 few accumulators leave FMA latency exposed: in L1, 6, 5, 4, 3 and 2 of them
-# ran at about 152, 135, 111, 100 and 90 GFLOP/s on a Zen 3 core (AVX-512: not measured, 1.0).
+# ran at about 152, 135, 111, 100 and 90 GFLOP/s on 2 threads of a Zen 3 machine (AVX-512:
+# not measured, 1.0).
 _FORWARD_V = {
     "avx512": {1: (12, 1.0), 2: (8, 1.0), 4: (5, 1.0), 6: (4, 1.0), 8: (3, 1.0)},
     "avx2": {1: (3, 0.66), 2: (2, 0.73), 3: (1, 0.66), 4: (1, 0.73), 6: (1, 1.0)},
