@@ -7,8 +7,10 @@
 - Few output channels (LeNet; the input gradient of an RGB layer): ``conv_flat``, vectors
   over pixels in NCDHW.
 - Otherwise the channel-blocked microkernels of ``conv_dense``, on a blocked copy of the
-  input with padding folded into the conversion, and with kernel taps or stride phases
-  folded into channels where the input has few (``_fold_plan``).
+  input with padding folded into the conversion. Where the input has few channels, kernel
+  taps or stride phases may be folded into channels (``_fold_plan``, a cost model): the
+  weight gradient, whose blocks are 16 lanes wide, folds an RGB stem; the forward reads
+  fewer than 16 channels narrow (unpadded), so there folding rarely pays.
 
 Backward-input is the forward kernel on grad_output with the kernel flipped (the adjoint),
 one stride phase at a time, each a stride-1 convolution with a subset of taps. All orders
