@@ -224,13 +224,14 @@ def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0
     with w (O, C, KD, KH, KW) + bias (O,) or None; only ``blocked.phase_view(out, phase)``."""
     shape = blocked.phase_view(out, phase).shape
     nb, rw, ob_padded, owp = _plan(shape[1], shape[4])
-    if xb.shape[5] < LANES:  # a narrow input: one block of just its channels
-        wb, tail = narrow_weight(w, dilation[2] == 1), None
-    else:
-        wb, tail = blocked.weight_to_blocked(w), w.shape[1] - LANES * (xb.shape[1] - 1)
+    if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
+        wb = narrow_weight(w, dilation[2] == 1)
+        tail = wb.shape[5]
+    else:  # the real input channels of the last block
+        wb = blocked.weight_to_blocked(w)
+        tail = w.shape[1] - LANES * (xb.shape[1] - 1)
     if ob_padded != wb.shape[0]:
         wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
-    tail = wb.shape[5] if tail is None else tail  # inputs read per tap in the last block
     ob = blocked.scratch("output", (shape[0], ob_padded, *shape[2:4], owp, LANES))
     bias_b = blocked.bias_to_blocked(bias, ob_padded)
     _forward_kernel(nb, rw)(ob, xb, wb, bias_b, tail, *stride, *dilation, *offsets)

@@ -476,7 +476,7 @@ def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
         fwd += [f"{i6}a{j} = vfma(x, w{t}, a{j})" for j, t in pairs]
         wgt.append(f"{i6}x = _vload_first(g, p + {r} * L, n)")
         wgt += [f"{i6}c{t}_{j % sums} = vfma(x, d{j}, c{t}_{j % sums})" for j, t in pairs]
-    sums = [(t, k) for t in range(kh) for k in range(sums)]
+    slots = [(t, k) for t in range(kh) for k in range(sums)]  # (tap, partial sum)
     return _STRIP_PLANES.format(
         R=rows,
         S=sums,
@@ -486,12 +486,12 @@ def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
         fwd_body="\n".join(fwd),
         fwd_store="\n".join(f"{' ' * 16}_vstore_first(out, o + {j} * OW, a{j}, n)" for j in range(rows)),
         wgt_load="\n".join(
-            f"{' ' * 12}c{t}_{k} = vload(acc, (q + {t} * KW) * 64 + {k * 16})" for t, k in sums
+            f"{' ' * 12}c{t}_{k} = vload(acc, (q + {t} * KW) * 64 + {k * 16})" for t, k in slots
         ),
         wgt_dy="\n".join(f"{i6}d{j} = _vload_first(dy, d + {j} * OW, n)" for j in range(rows)),
         wgt_body="\n".join(wgt),
         wgt_store="\n".join(
-            f"{' ' * 12}vstore(acc, (q + {t} * KW) * 64 + {k * 16}, c{t}_{k})" for t, k in sums
+            f"{' ' * 12}vstore(acc, (q + {t} * KW) * 64 + {k * 16}, c{t}_{k})" for t, k in slots
         ),
     )
 
