@@ -106,3 +106,59 @@ def test_weight_layouts_round_trip():
     o, c, kd, kh, kw = 36, 2, 1, 2, 4
     assert narrow[o // LANES, 0, kd, kh, 0, kw * 3 + c, o % LANES] == w[o, c, kd, kh, kw]
     assert not narrow[2, ..., 37 - 32 :].any()  # padded output channels are zero
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("step_w", [1, 2])
+def test_folded_conversion_reads_each_channel_at_its_offsets(mode, step_w):
+    """Taps folded into channels: blocked channel ch reads input channel src_c[ch] at padded
+    cell (j*step_h + off_h[ch], k*step_w + off_w[ch]); rows inside the padding, rows that
+    run through it and rows that start in it all occur."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 1, 6, 9)).astype(np.float32)
+    k = 3
+    src_c = np.repeat(np.arange(3), k * k)
+    off_h, off_w = np.tile(np.repeat(np.arange(k), k), 3), np.tile(np.arange(k), 9)
+    size = (1, 6, (9 + 2 - k) // step_w + 1)
+    maps = layout.index_maps(x.shape[2:], (0, 1, 1), (1, 8, (size[2] - 1) * step_w + k), mode)
+    got = blocked.to_blocked_folded(x, maps, src_c, off_h, off_w, (1, step_w), size)
+    md, mh, mw = maps
+    want = np.zeros_like(got)
+    for ch in range(len(src_c)):
+        h = mh[np.arange(size[1]) + off_h[ch]]
+        w = mw[np.arange(size[2]) * step_w + off_w[ch]]
+        cells = x[:, src_c[ch], md[0]][:, h[:, None], w[None, :]] * ((h[:, None] >= 0) & (w[None, :] >= 0))
+        want[:, ch // LANES, 0, ..., ch % LANES] = cells
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize(
+    "size, lo, extent, length, out_channels",
+    [
+        ((1, 5, 7), (0, 1, 2), (1, 8, 12), 100, 3),  # padded rows and columns, zero tail, a zero plane
+        ((2, 4, 4), (1, 0, 3), (4, 4, 9), 200, 2),  # padded depth
+        ((1, 6, 6), (0, 0, 0), (1, 6, 6), 30, 2),  # no padding, cut inside a row
+        ((1, 3, 5), (0, 2, 0), (1, 7, 4), 40, 2),  # the grid crops the width
+    ],
+)
+def test_flat_gather_matches_the_index_maps(mode, size, lo, extent, length, out_channels):
+    from fastconv.backends.cpu import conv_flat
+
+    x = np.random.default_rng(4).standard_normal((2, 2, *size)).astype(np.float32)
+    maps = layout.index_maps(size, lo, extent, mode)
+    got = np.full((2, out_channels, length), np.nan, np.float32)
+    conv_flat._gather_flat(got, x, *maps)
+    grid = _blocked_reference(x, maps, lanes=1)[..., 0].reshape(2, 2, -1)  # (N, C, cells)
+    want = np.zeros_like(got)
+    cells = min(length, grid.shape[2])
+    want[:, :2, :cells] = grid[:, :, :cells]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_adjoint_taps_swap_channels_and_pick_taps():
+    w = np.random.default_rng(5).standard_normal((5, 3, 2, 3, 4)).astype(np.float32)
+    taps = (range(1, -1, -1), range(2, -1, -2), [3, 0, 1])
+    got = blocked.adjoint_taps(w, taps)
+    want = w.transpose(1, 0, 2, 3, 4)[:, :, [1, 0]][:, :, :, [2, 0]][..., [3, 0, 1]]
+    np.testing.assert_array_equal(got, want)

@@ -16,9 +16,11 @@ import numpy as np
 from numba import njit, prange
 
 from ...config import FASTMATH
+from . import layout
 from .simd import LANES, transpose8
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+_U = np.uint64  # an array index that Numba need not wrap: a signed one stops LLVM vectorising
 
 
 def blocks(channels: int) -> int:
@@ -57,13 +59,11 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
         cb = t % Cb
         n = t // Cb
         src_d = map_d[i_d]
-        row = out[n, cb, i_d, ih]
+        dst = job * Wp * L  # the blocked row (n, cb, i_d, ih): Wp pixels x L lanes
         if plain and L == LANES and (cb + 1) * LANES <= channels and src_d >= 0 and map_h[ih * step_h] >= 0:
             # 16 whole input rows: 8 pixels x 8 channels per register transpose where the
             # width map reads 8 consecutive cells, else pixel by pixel
-            rows = x[n, cb * LANES : (cb + 1) * LANES, src_d, map_h[ih * step_h]]
             src = ((n * C + cb * LANES) * D + src_d) * H * W + map_h[ih * step_h] * W
-            dst = job * Wp * LANES
             for iw0 in range(0, Wp, 8):
                 first = map_w[iw0 * step_w]
                 run = iw0 + 8 <= Wp and first >= 0
@@ -78,20 +78,25 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
                 for iw in range(iw0, min(iw0 + 8, Wp)):
                     src_w = map_w[iw * step_w]
                     for c in range(LANES):
-                        row[iw, c] = rows[c, src_w] if src_w >= 0 else 0
+                        cell = src + c * D * H * W + src_w
+                        of[_U(dst + iw * LANES + c)] = xf[_U(cell)] if src_w >= 0 else 0
             continue
-        for c in range(L):
+        for c in range(L):  # flat unsigned indices: Numba need not wrap them, LLVM vectorises
             ch = cb * L + c
             src_h = map_h[ih * step_h + off_h[ch]] if ch < channels else -1
             if src_d < 0 or src_h < 0:
                 for iw in range(Wp):
-                    row[iw, c] = 0
+                    of[_U(dst + iw * L + c)] = 0
             else:
-                xrow = x[n, src_c[ch], src_d, src_h]
+                src = ((n * C + src_c[ch]) * D + src_d) * H * W + src_h * W
                 base = off_w[ch]
+                if step_w == 1 and map_w[base] >= 0 and map_w[base + Wp - 1] == map_w[base] + Wp - 1:
+                    for iw in range(Wp):  # consecutive cells: a map rises by at most 1 per cell
+                        of[_U(dst + iw * L + c)] = xf[_U(src + map_w[base] + iw)]
+                    continue
                 for iw in range(Wp):
                     src_w = map_w[iw * step_w + base]
-                    row[iw, c] = xrow[src_w] if src_w >= 0 else 0
+                    of[_U(dst + iw * L + c)] = xf[_U(src + src_w)] if src_w >= 0 else 0
 
 
 @njit(**_JIT)
@@ -123,7 +128,7 @@ def _from_blocked_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d,
                 transpose8(of, dst + ow, plane, bf, src + ow * LANES + c0, LANES)
             for c in range(channels):
                 for ow in range(done, out_w):
-                    of[dst + c * plane + ow * step_w] = bf[src + ow * LANES + c0 + c]
+                    of[_U(dst + c * plane + ow * step_w)] = bf[_U(src + ow * LANES + c0 + c)]
 
 
 def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
@@ -206,7 +211,33 @@ def _weight_from_blocked_kernel(dw, blocked):
             src = ((ob * Cb + c // LANES) * taps * LANES + c % LANES) * LANES + lane
             dst = (o * C + c) * taps
             for t in range(taps):
-                df[dst + t] = bf[src + t * LANES * LANES]
+                df[_U(dst + t)] = bf[_U(src + t * LANES * LANES)]
+
+
+@njit(**_JIT)
+def _adjoint_taps_kernel(out, w, taps_d, taps_h, taps_w):
+    # out (C, O, len(taps_d), len(taps_h), len(taps_w)) <- w (O, C, KD, KH, KW) at those taps,
+    # the first two axes swapped; flat unsigned indices
+    C, O, MD, MH, MW = out.shape
+    KD, KH, KW = w.shape[2], w.shape[3], w.shape[4]
+    of, wf = out.reshape(-1), w.reshape(-1)
+    for job in prange(C * O):  # job = c * O + o: one contiguous run of out
+        c, o = job // O, job % O
+        src, dst = (o * C + c) * KD * KH * KW, job * MD * MH * MW
+        for i in range(MD):
+            for j in range(MH):
+                for k in range(MW):
+                    cell = (taps_d[i] * KH + taps_h[j]) * KW + taps_w[k]
+                    of[_U(dst + (i * MH + j) * MW + k)] = wf[_U(src + cell)]
+
+
+def adjoint_taps(w: np.ndarray, taps) -> np.ndarray:
+    """w (O, C, KD, KH, KW) -> (C, O, len(taps[0]), len(taps[1]), len(taps[2])): the weight of
+    the adjoint (input and output channels swapped) at the taps ``taps`` (one int array per
+    axis, in the order wanted: a reversed range flips the kernel), in one pass."""
+    out = np.empty((w.shape[1], w.shape[0], *map(len, taps)), np.float32)
+    _adjoint_taps_kernel(out, layout.contiguous(w), *(np.asarray(t, np.int64) for t in taps))
+    return out
 
 
 def weight_from_blocked(dw: np.ndarray, blocked: np.ndarray) -> None:

@@ -50,6 +50,7 @@ _WEIGHT_TT = {
     "avx2": {1: (5, 0.89), 2: (2, 0.73), 3: (1, 0.66)},
 }
 _JOB_TILES = 4  # forward: register blocks of pixels per job (see the module docstring)
+_U = np.uint64  # an array index that Numba need not wrap (see ``_gather_flat``)
 _CHUNK_VECTORS = 8192  # backward-weight: images per partial sum, from the shape alone
 # most output channels (of the pass) for which these kernels beat the channel-blocked ones,
 # measured on LeNet's layers: 16 outputs still win in a forward pass (one or two blocks of
@@ -187,32 +188,55 @@ def _weight_kernel(no: int, tt: int):
     return codegen.load(f"conv_flat_weight_no{no}_tt{tt}", _weight_source(no, tt)).kernel
 
 
+@njit(cache=True, error_model="numpy")
+def _run_of(map_w):
+    # (a, b): the longest range of map_w reading consecutive input cells, map_w[a + k] = map_w[a] + k
+    best_a, best_b, a = 0, 0, 0
+    for k in range(map_w.shape[0] + 1):
+        if k == map_w.shape[0] or map_w[k] < 0 or (k > a and map_w[k] != map_w[k - 1] + 1):
+            if k - a > best_b - best_a:
+                best_a, best_b = a, k
+            a = k + 1 if k < map_w.shape[0] and map_w[k] < 0 else k
+    return best_a, best_b
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def _gather_flat(out, x, map_d, map_h, map_w):
     # out (N, Co >= C, Ps): plane (n, c) = x (N, C, D, H, W) through the index maps (-1 reads 0)
     # on the (len(map_d), len(map_h), len(map_w)) grid, flattened, cut to Ps cells or followed by
-    # zeros; planes c >= C are 0
+    # zeros; planes c >= C are 0. Each row copies the run of consecutive cells of map_w as a
+    # block and the cells around it through the map. Flat indices, cast to unsigned
+    # (``_U``): a signed index makes Numba wrap negative values, which stops LLVM vectorising
+    # the copy (5x slower).
     N, Co, Ps = out.shape
+    C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     Dx, Hx, Wx = map_d.shape[0], map_h.shape[0], map_w.shape[0]
+    a, b = _run_of(map_w)
+    of, xf = out.reshape(-1), x.reshape(-1)
+    filled = min(Dx * Hx * Wx, Ps)
+    edges = False  # whether cells outside the run read the input (padding modes other than zeros)
+    for k in range(Wx):
+        edges = edges or ((k < a or k >= b) and map_w[k] >= 0)
     for job in prange(N * Co):
         n, c = job // Co, job % Co
-        plane = out[n, c]
-        if c >= x.shape[1]:
-            plane[:] = 0
-            continue
+        base = job * Ps
+        for k in range(Ps):  # zeros first, then the cells that read the input
+            of[_U(base + k)] = 0
+        rows = -(-filled // Wx) if c < C else 0
+        dst, last = base, base + filled
         for i in range(Dx):
-            for j in range(Hx):
-                base = (i * Hx + j) * Wx
-                cells = min(Wx, Ps - base)
-                if cells <= 0:
-                    break
-                if map_d[i] < 0 or map_h[j] < 0:
-                    plane[base : base + cells] = 0
-                else:
-                    row = x[n, c, map_d[i], map_h[j]]
-                    for k in range(cells):
-                        plane[base + k] = row[map_w[k]] if map_w[k] >= 0 else 0
-        plane[min(Dx * Hx * Wx, Ps) :] = 0
+            for j in range(min(Hx, rows - i * Hx)):  # one row of the grid, maybe cut short
+                if map_d[i] >= 0 and map_h[j] >= 0:
+                    cells = min(Wx, last - dst)
+                    src = ((n * C + c) * D + map_d[i]) * H * W + map_h[j] * W
+                    lo, hi = min(a, cells), min(b, cells)
+                    run = src + map_w[a] - a if hi > lo else 0
+                    for k in range(lo, hi):
+                        of[_U(dst + k)] = xf[_U(run + k)]
+                    for k in range(cells if edges else 0):
+                        if (k < lo or k >= hi) and map_w[k] >= 0:
+                            of[_U(dst + k)] = xf[_U(src + map_w[k])]
+                dst += Wx
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -224,16 +248,18 @@ def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, s
     for job in prange(N * O):
         n, o = job // O, job % O
         for i in range(size_d):
-            for j in range(size_h):  # flat indices and a plain loop: short rows, no slice objects
+            for j in range(size_h):  # flat unsigned indices (see ``_gather_flat``), no slice objects
                 src = (n * Op + o) * Lp + (i * hx + j) * wx
                 dst = (((n * O + o) * D + start_d + i * step_d) * H + start_h + j * step_h) * W + start_w
                 for k in range(size_w):
-                    of[dst + k * step_w] = rf[src + k]
+                    of[_U(dst + k * step_w)] = rf[_U(src + k)]
 
 
+@functools.lru_cache(maxsize=256)
 def _offsets(kernel, dilation, grid, start=(0, 0, 0)) -> np.ndarray:
     """Flat offset of each tap (kd, kh, kw), in that order, on a grid of (Dx, Hx, Wx) cells,
-    reading from cell ``start``."""
+    reading from cell ``start``. Cached per geometry: callers only read it (a read-only
+    array would be another type to Numba, compiling every kernel again)."""
     _, hx, wx = grid
     kd, kh, kw = (s + np.arange(k) * d for s, k, d in zip(start, kernel, dilation, strict=True))
     return ((kd[:, None, None] * hx + kh[None, :, None]) * wx + kw[None, None, :]).reshape(-1)

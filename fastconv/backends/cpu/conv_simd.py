@@ -288,7 +288,6 @@ def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool) -> No
     each a stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the
     phase's taps of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat``
     (dy flattened once), else the channel-blocked ones (dy converted once)."""
-    w_t = w.transpose(1, 0, 2, 3, 4)  # (C, O, ...): the adjoint's outputs are the input channels
     live = []
     for phase in itertools.product(*(range(s) for s in stride)):
         index = (slice(None), slice(None), *(slice(r, None, s) for r, s in zip(phase, stride, strict=True)))
@@ -302,8 +301,8 @@ def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool) -> No
     lo = tuple(max(0, *axis) for axis in zip(*(pad for _, _, pad in live), strict=True))
     phases = []
     for index, taps, pad in live:
-        sub = tuple(slice(t0, t0 + (m - 1) * st + 1, st) for t0, st, m, _, _ in taps)
-        w_phase = np.ascontiguousarray(np.flip(w_t[(slice(None), slice(None), *sub)], axis=(2, 3, 4)))
+        flipped = [range(t0 + (m - 1) * st, t0 - 1, -st) for t0, st, m, _, _ in taps]
+        w_phase = blocked.adjoint_taps(w, flipped)  # (C, O, ...): the adjoint's outputs are x's channels
         start = tuple(a - p for a, p in zip(lo, pad, strict=True))
         cells = tuple(sl.start for sl in index[2:]), tuple(sl.step for sl in index[2:])
         phases.append((cells, w_phase, start, tuple(t[3] for t in taps)))
