@@ -162,3 +162,25 @@ def test_adjoint_taps_swap_channels_and_pick_taps():
     got = blocked.adjoint_taps(w, taps)
     want = w.transpose(1, 0, 2, 3, 4)[:, :, [1, 0]][:, :, :, [2, 0]][..., [3, 0, 1]]
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "grid, data", [((1, 18, 18), ((0, 1), (4, 14), (4, 14))), ((3, 5, 7), ((1, 2), (0, 5), (2, 4)))]
+)
+def test_flat_tap_ranges_keep_every_tap_that_reads_data(grid, data):
+    """A block of output cells skips a tap only if all its reads land outside the data box."""
+    from fastconv.backends.cpu import conv_flat
+
+    offs = conv_flat._offsets((1, 3, 4), (1, 2, 1), grid)
+    tile, length = 16, 128
+    lo, hi = conv_flat._tap_ranges(grid, data, tuple(offs.tolist()), tile, length)
+    inside = np.zeros(grid, bool)
+    inside[tuple(slice(a, b) for a, b in data)] = True
+    flat = np.concatenate([inside.reshape(-1), np.zeros(length + offs.max(), bool)])
+    skipped = 0
+    for t in range(length // tile):
+        for k, off in enumerate(offs):
+            reads_data = flat[t * tile + off : (t + 1) * tile + off].any()
+            assert lo[t] <= k < hi[t] or not reads_data
+            skipped += not lo[t] <= k < hi[t]
+    assert skipped  # the box leaves taps to skip: the test sees the ranges do something

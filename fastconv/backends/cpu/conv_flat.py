@@ -15,6 +15,9 @@ owns 4 register blocks of pixels and sweeps the input channels outermost, the pa
 waiting in the output between channels: the rows of one input plane that its taps read sit
 in L1 while all 4 blocks use them, where a job per block reading every plane at once would
 evict them (the input gradient of an RGB stem, 64 planes: 2-3x faster on a Zen 3 machine).
+A block applies only the run of taps whose reads touch the input, not just its zero padding
+(``_tap_ranges``): the fully padded input gradient of LeNet's 10x10 maps skips about a
+quarter of its taps (1.31 -> 1.12 ms paired for the 6 -> 16 layer).
 Backward-input is the forward on grad_output with the kernel flipped and transposed, one
 stride phase at a time (``conv_simd`` plans the phases); grad_output is flattened once.
 Backward-weight keeps NO output channels x TT taps of dW as vectors, reduced over a fixed
@@ -106,9 +109,10 @@ def _forward_source(no: int, v: int) -> str:
     return f"""
 
 @njit(**_JIT)
-def kernel(out, xf, wf, bias, offs, C, Ps):
+def kernel(out, xf, wf, bias, offs, tap_lo, tap_hi, C, Ps):
     # out (N, Og*{no}, Lp) flat output planes = conv of xf (flat (N, C, Ps) padded input planes)
-    # with wf (flat (Og, C, T, {no})) at tap offsets offs (T,) + bias; {v} vectors of 16 pixels per block
+    # with wf (flat (Og, C, T, {no})) at tap offsets offs (T,) + bias; {v} vectors of 16 pixels per block;
+    # block `tile` applies taps tap_lo[tile] <= k < tap_hi[tile] (the others read only zero padding)
     N, Op, Lp = out.shape[0], out.shape[1], out.shape[2]
     Og, T, TILE = Op // {no}, offs.shape[0], {v * 16}
     n_tiles = Lp // TILE
@@ -129,7 +133,7 @@ def kernel(out, xf, wf, bias, offs, C, Ps):
 {init}
                 else:  # the partial sums of channels < c wait in the output (in L1)
 {resume}
-                for k in range(T):
+                for k in range(tap_lo[tile], tap_hi[tile]):
                     xk = xb + p0 + offs[k]
                     wk = wb + k * {no}
 {loads}
@@ -273,10 +277,10 @@ def _flat(x, maps, length: int, slot: str, channels: int = 0) -> np.ndarray:
     return out
 
 
-def _run(out, xf, grid, w, bias, offs, phase) -> None:
+def _run(out, xf, grid, w, bias, offs, phase, data) -> None:
     """The cells ``blocked.phase_view(out, phase)`` of out (N, O, ...) <- the stride-1 conv of
     the flat planes xf (N, C, Ps) on ``grid`` with w (O, C, KD, KH, KW), tap offsets offs,
-    + bias (O,) or None."""
+    + bias (O,) or None; ``data``: the box of the grid that holds input, ``_data_box``."""
     (n, o), c = out.shape[:2], w.shape[1]
     size = blocked.phase_view(out, phase).shape[2:]
     no, v = _out_block(o, _FORWARD_V)
@@ -288,8 +292,38 @@ def _run(out, xf, grid, w, bias, offs, phase) -> None:
     if bias is not None:
         b[:o] = bias
     res = blocked.scratch("output", (n, og * no, length))
-    _forward_kernel(no, v)(res, xf.reshape(-1), wf.reshape(-1), b, offs, c, xf.shape[2])
+    tap_lo, tap_hi = _tap_ranges(grid, data, tuple(offs.tolist()), v * LANES, length)
+    kernel = _forward_kernel(no, v)
+    kernel(res, xf.reshape(-1), wf.reshape(-1), b, offs, tap_lo, tap_hi, c, xf.shape[2])
     _crop(out, res, *grid[1:], *size, *phase[0], *phase[1])
+
+
+def _data_box(maps) -> tuple[tuple[int, int], ...]:
+    """Per axis, the range of grid cells that read the input (a zero map is -1 only at its
+    ends; other padding modes read the input everywhere)."""
+    box = []
+    for m in maps:
+        inside = np.flatnonzero(m >= 0)
+        box.append((int(inside[0]), int(inside[-1]) + 1) if inside.size else (0, 0))
+    return tuple(box)
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_ranges(grid, data, offs, tile: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tap_lo, tap_hi) per block of ``tile`` output cells: the first and one past the last tap
+    of ``offs`` whose reads from the block touch the ``data`` box of the grid; taps outside
+    read only zero padding and add nothing (the full-padded input gradient of a small image
+    skips about a quarter of its taps). Cached per geometry (callers only read them)."""
+    inside = np.zeros(grid, bool)
+    inside[tuple(slice(a, b) for a, b in data)] = True
+    count = np.concatenate([[0], np.cumsum(inside.reshape(-1))])  # data cells before each flat cell
+    start = np.arange(0, length, tile)[None, :] + np.asarray(offs)[:, None]  # (T, tiles)
+    ends = np.minimum(start + tile, inside.size)
+    touched = count[ends] > count[np.minimum(start, inside.size)]
+    any_tap = touched.any(axis=0)
+    lo = np.where(any_tap, touched.argmax(axis=0), 0)
+    hi = np.where(any_tap, len(offs) - touched[::-1].argmax(axis=0), 0)
+    return lo.astype(np.int64), hi.astype(np.int64)
 
 
 def _length(size, grid, out_channels: int) -> int:
@@ -307,7 +341,7 @@ def forward(out, x, w, bias, geom: ConvGeometry) -> None:
     grid = tuple(len(m) for m in maps)
     offs = _offsets(w.shape[2:], geom.dilation, grid)
     xf = _flat(x, maps, _length(out.shape[2:], grid, out.shape[1]) + int(offs[-1]), "input")
-    _run(out, xf, grid, w, bias, offs, ((0, 0, 0), (1, 1, 1)))
+    _run(out, xf, grid, w, bias, offs, ((0, 0, 0), (1, 1, 1)), _data_box(maps))
 
 
 def backward_phases(dx, dy, phases, lo) -> None:
@@ -325,9 +359,10 @@ def backward_phases(dx, dy, phases, lo) -> None:
     )
     offs = [_offsets(w.shape[2:], dil, grid, start) for _, w, start, dil in phases]
     length = max(_length(s, grid, dx.shape[1]) + int(o.max()) for s, o in zip(sizes, offs, strict=True))
-    xf = _flat(dy, layout.index_maps(dy.shape[2:], lo, grid, "zeros"), length, "input")
+    maps = layout.index_maps(dy.shape[2:], lo, grid, "zeros")
+    xf = _flat(dy, maps, length, "input")
     for (phase, w, _, _), o in zip(phases, offs, strict=True):
-        _run(dx, xf, grid, w, None, o, phase)
+        _run(dx, xf, grid, w, None, o, phase, _data_box(maps))
 
 
 def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
