@@ -202,3 +202,20 @@ def test_depthwise_thread_counts_give_identical_bits(d, x_shape, k, kw):
     )
     dy = rand(rng, getattr(fc, f"conv{d}d")(x, w, b, **kw).shape, np.float32)
     assert_same_bits_for_thread_counts(d, x, w, b, dy, kw)
+
+
+@numba.njit
+def _store_and_load(dst, src, at, n):
+    conv_depthwise._vstore_first(dst, at, conv_depthwise._vload_first(src, at, n), n)
+
+
+@pytest.mark.parametrize("n", range(1, 17))
+def test_partial_vectors_touch_exactly_their_lanes(n):
+    """Loads and stores of the first n lanes (plain stores of 8, 4, 2, 1 lanes below 16):
+    the n cells move, the cells around them stay."""
+    src = np.arange(40, dtype=np.float32)
+    dst = np.full(40, -1, np.float32)
+    _store_and_load(dst, src, 5, n)
+    want = np.full(40, -1, np.float32)
+    want[5 : 5 + n] = src[5 : 5 + n]
+    np.testing.assert_array_equal(dst, want)

@@ -94,10 +94,34 @@ def _vload_first(typingctx, arr, idx, n):
     return f32x16(arr, idx, n), codegen
 
 
+def _store_prefix(builder, ptr, vec, n):
+    """Store the first n (0 < n < 16) lanes of vec at ptr as plain stores of 8, 4, 2 and 1
+    lanes, one per bit of n: a masked store is microcoded on AMD's AVX2 parts, about 11 ns
+    against 0.8 for a whole vector on the Zen 3 machine, and up to 4 plain stores cost less."""
+    i64 = ir.IntType(64)
+    cur, off = vec, ir.Constant(i64, 0)
+    for size in (8, 4, 2, 1):  # cur holds 2*size lanes, the next of them at ptr + off
+        lo = builder.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(_I32, size), list(range(size))))
+        hi = builder.shuffle_vector(
+            cur, cur, ir.Constant(ir.VectorType(_I32, size), list(range(size, 2 * size)))
+        )
+        bit = builder.icmp_unsigned("!=", builder.and_(n, ir.Constant(i64, size)), ir.Constant(i64, 0))
+        with builder.if_then(bit):
+            at = builder.gep(ptr, [off])
+            if size == 1:
+                builder.store(builder.extract_element(lo, ir.Constant(_I32, 0)), at, align=4)
+            else:
+                builder.store(
+                    lo, builder.bitcast(at, ir.VectorType(ir.FloatType(), size).as_pointer()), align=4
+                )
+        cur = builder.select(bit, hi, lo)
+        off = builder.add(off, builder.select(bit, ir.Constant(i64, size), ir.Constant(i64, 0)))
+
+
 @intrinsic
 def _vstore_first(typingctx, arr, idx, vec, n):
     """arr[idx : idx + n] = the first n lanes of vec (0 < n <= 16); writes nothing else.
-    A whole vector is one plain store (a masked store is slow on AVX2: microcoded on AMD)."""
+    A whole vector is one plain store, a part a few (``_store_prefix``)."""
 
     def codegen(context, builder, sig, args):
         ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
@@ -109,9 +133,7 @@ def _vstore_first(typingctx, arr, idx, vec, n):
             with whole:
                 builder.store(args[2], builder.bitcast(ptr, _VEC.as_pointer()), align=4)
             with part:
-                fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, _MASK])
-                fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v16f32.p0")
-                builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), _first_lanes(builder, n)])
+                _store_prefix(builder, ptr, args[2], n)
         return context.get_dummy_value()
 
     return types.void(arr, idx, vec, n), codegen
