@@ -215,28 +215,28 @@ def _weight_from_blocked_kernel(dw, blocked):
 
 
 @njit(**_JIT)
-def _adjoint_taps_kernel(out, w, taps_d, taps_h, taps_w):
-    # out (C, O, len(taps_d), len(taps_h), len(taps_w)) <- w (O, C, KD, KH, KW) at those taps,
-    # the first two axes swapped; flat unsigned indices
-    C, O, MD, MH, MW = out.shape
-    KD, KH, KW = w.shape[2], w.shape[3], w.shape[4]
+def _adjoint_taps_kernel(out, w, cells):
+    # out (C, O, M) <- w (O, C, T) at the flat taps cells (M,), the first two axes swapped;
+    # flat unsigned indices
+    C, O, M = out.shape
+    T = w.shape[2]
     of, wf = out.reshape(-1), w.reshape(-1)
-    for job in prange(C * O):  # job = c * O + o: one contiguous run of out
-        c, o = job // O, job % O
-        src, dst = (o * C + c) * KD * KH * KW, job * MD * MH * MW
-        for i in range(MD):
-            for j in range(MH):
-                for k in range(MW):
-                    cell = (taps_d[i] * KH + taps_h[j]) * KW + taps_w[k]
-                    of[_U(dst + (i * MH + j) * MW + k)] = wf[_U(src + cell)]
+    for c in prange(C):  # one contiguous (O, M) block of out
+        for o in range(O):
+            src, dst = (o * C + c) * T, (c * O + o) * M
+            for m in range(M):
+                of[_U(dst + m)] = wf[_U(src + cells[m])]
 
 
 def adjoint_taps(w: np.ndarray, taps) -> np.ndarray:
     """w (O, C, KD, KH, KW) -> (C, O, len(taps[0]), len(taps[1]), len(taps[2])): the weight of
     the adjoint (input and output channels swapped) at the taps ``taps`` (one int array per
     axis, in the order wanted: a reversed range flips the kernel), in one pass."""
-    out = np.empty((w.shape[1], w.shape[0], *map(len, taps)), np.float32)
-    _adjoint_taps_kernel(out, layout.contiguous(w), *(np.asarray(t, np.int64) for t in taps))
+    o, c, kd, kh, kw = w.shape
+    td, th, tw = (np.asarray(t, np.int64) for t in taps)
+    cells = ((td[:, None, None] * kh + th[None, :, None]) * kw + tw[None, None, :]).reshape(-1)
+    out = np.empty((c, o, len(td), len(th), len(tw)), np.float32)
+    _adjoint_taps_kernel(out.reshape(c, o, -1), layout.contiguous(w).reshape(o, c, -1), cells)
     return out
 
 
