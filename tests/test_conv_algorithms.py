@@ -186,3 +186,31 @@ def test_every_weight_gradient_tile(monkeypatch, tile):
     dy = rand(rng, ref.conv(x, w, **kw).shape, np.float32)
     got = fc.conv2d_backward_weight(dy, x, w.shape, **kw)
     np.testing.assert_allclose(got, ref.conv_backward_weight(dy, x, w.shape, **kw), rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_blocked_passes_read_and_write_groups_in_place(monkeypatch):
+    """Groups whose passes run on the blocked kernels are converted from, and written into,
+    the full arrays by channel range (no per-group copies); the results match the reference."""
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
+    calls = []
+    for name in ("_forward_blocked", "_backward_input_zeros", "_backward_weight_blocked"):
+        real = getattr(conv_simd, name)
+
+        def spy(*a, _real=real, _name=name):
+            calls.append((_name, a[-2]))  # (..., input channels, output channels)
+            return _real(*a)
+
+        monkeypatch.setattr(conv_simd, name, spy)
+    rng = np.random.default_rng(7)
+    x, w, b = (
+        rand(rng, (2, 40, 9, 11), np.float32),
+        rand(rng, (60, 10, 3, 3), np.float32),
+        rand(rng, (60,), np.float32),
+    )
+    kw = dict(stride=2, padding=1, groups=4)
+    dy = rand(rng, ref.conv(x, w, b, **kw).shape, np.float32)
+    for got, want in zip(_passes(2, x, w, b, dy, kw), _refs(2, x, w, b, dy, kw), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    groups = [range(10 * g, 10 * g + 10) for g in range(4)]
+    for name in ("_forward_blocked", "_backward_input_zeros", "_backward_weight_blocked"):
+        assert [r for n, r in calls if n == name] == groups, calls

@@ -46,7 +46,8 @@ def scratch(slot: str, shape) -> np.ndarray:
 def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h, map_w, plain):
     # out (N, Cb, Dp, Hp, Wp, L): blocked channel ch = cb*L + lane reads x (N, C, D, H, W) channel src_c[ch] at
     # (map_d[i], map_h[j*step_h + off_h[ch]], map_w[k*step_w + off_w[ch]]); a map entry -1 reads 0.
-    # plain: channel ch is input channel ch at offsets 0 (nothing folded); L: 16, or fewer for one narrow block
+    # plain: channel ch is input channel src_c[0] + ch at offsets 0 (nothing folded, maybe a group's
+    # channels); L: 16, or fewer for one narrow block
     N, Cb, Dp, Hp, Wp, L = out.shape
     channels = src_c.shape[0]
     C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
@@ -63,7 +64,7 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
         if plain and L == LANES and (cb + 1) * LANES <= channels and src_d >= 0 and map_h[ih * step_h] >= 0:
             # 16 whole input rows: 8 pixels x 8 channels per register transpose where the
             # width map reads 8 consecutive cells, else pixel by pixel
-            src = ((n * C + cb * LANES) * D + src_d) * H * W + map_h[ih * step_h] * W
+            src = ((n * C + src_c[cb * LANES]) * D + src_d) * H * W + map_h[ih * step_h] * W
             for iw0 in range(0, Wp, 8):
                 first = map_w[iw0 * step_w]
                 run = iw0 + 8 <= Wp and first >= 0
@@ -100,11 +101,11 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
 
 
 @njit(**_JIT)
-def _from_blocked_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d, step_h, step_w):
-    # out[n, o, start_d + od*step_d, start_h + oh*step_h, start_w + ow*step_w] <- blocked (N, Ob, OD, OH,
-    # OWp >= out_w, 16), out C-contiguous: in whole rows (step_w 1), 8 channels x 8 pixels per register
-    # transpose; the row tails and strided rows one by one, through flat indices
-    N, O, D, H, W = out.shape
+def _from_blocked_kernel(out, blocked, out_w, first, O, start_d, start_h, start_w, step_d, step_h, step_w):
+    # out[n, first + o, start_d + od*step_d, start_h + oh*step_h, start_w + ow*step_w] (o < O) <- blocked
+    # (N, Ob, OD, OH, OWp >= out_w, 16), out C-contiguous: in whole rows (step_w 1), 8 channels x 8 pixels
+    # per register transpose; the row tails and strided rows one by one, through flat indices
+    N, C, D, H, W = out.shape
     Ob, OD, OH, OWp = blocked.shape[1], blocked.shape[2], blocked.shape[3], blocked.shape[4]
     of, bf = out.reshape(-1), blocked.reshape(-1)
     plane = D * H * W
@@ -118,7 +119,9 @@ def _from_blocked_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d,
         n = t // Ob
         src = (((n * Ob + ob) * OD + od) * OH + oh) * OWp * LANES
         row = (
-            (n * O + ob * LANES) * plane + ((start_d + od * step_d) * H + start_h + oh * step_h) * W + start_w
+            (n * C + first + ob * LANES) * plane
+            + ((start_d + od * step_d) * H + start_h + oh * step_h) * W
+            + start_w
         )
         for c0 in range(0, min(LANES, O - ob * LANES), 8):
             channels = min(8, O - ob * LANES - c0)
@@ -131,13 +134,12 @@ def _from_blocked_kernel(out, blocked, out_w, start_d, start_h, start_w, step_d,
                     of[_U(dst + c * plane + ow * step_w)] = bf[_U(src + ow * LANES + c0 + c)]
 
 
-def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
+def to_blocked(x: np.ndarray, maps, slot: str = "input", channels: range | None = None) -> np.ndarray:
     """x (N, C, D, H, W) float32 -> (N, Cb, len(map_d), len(map_h), len(map_w), 16), in the
-    scratch array of ``slot``."""
-    zero = np.zeros(x.shape[1], np.int64)
-    return to_blocked_folded(
-        x, maps, np.arange(x.shape[1]), zero, zero, (1, 1), tuple(len(m) for m in maps), slot
-    )
+    scratch array of ``slot``; only x's ``channels`` (default all: a group's, read in place)."""
+    src_c = np.arange(x.shape[1]) if channels is None else np.arange(channels.start, channels.stop)
+    zero = np.zeros(len(src_c), np.int64)
+    return to_blocked_folded(x, maps, src_c, zero, zero, (1, 1), tuple(len(m) for m in maps), slot)
 
 
 def to_blocked_folded(
@@ -150,9 +152,7 @@ def to_blocked_folded(
     (N, 1, *size, len(src_c)), which the forward kernel reads without padding."""
     lanes = len(src_c) if narrow and len(src_c) < LANES else LANES
     out = scratch(slot, (x.shape[0], -(-len(src_c) // lanes), *size, lanes))
-    plain = len(src_c) == x.shape[1] and not (
-        np.any(src_c != np.arange(len(src_c))) or off_h.any() or off_w.any()
-    )
+    plain = not (np.any(src_c != src_c[0] + np.arange(len(src_c))) or off_h.any() or off_w.any())
     _to_blocked_kernel(out, x, src_c, off_h, off_w, *steps, *maps, plain)
     return out
 
@@ -163,15 +163,20 @@ def phase_view(out: np.ndarray, phase) -> np.ndarray:
     return out[(slice(None), slice(None), *(slice(a, None, b) for a, b in zip(start, step, strict=True)))]
 
 
-def from_blocked(out: np.ndarray, blocked: np.ndarray, phase=((0, 0, 0), (1, 1, 1))) -> None:
+def from_blocked(
+    out: np.ndarray, blocked: np.ndarray, phase=((0, 0, 0), (1, 1, 1)), channels: range | None = None
+) -> None:
     """out (N, O, OD, OH, OW) <- blocked (N, Ob, OD, OH, OWp, 16); with ``phase``, only the
-    cells of ``phase_view(out, phase)``, written in place (a stride phase of the adjoint)."""
+    cells of ``phase_view(out, phase)``, written in place (a stride phase of the adjoint);
+    with ``channels``, only those of out's channels (a group's: blocked channel 0 is the first)."""
+    channels = range(out.shape[1]) if channels is None else channels
     out_w = phase_view(out, phase).shape[4]
+    args = (out_w, channels.start, len(channels), *phase[0], *phase[1])
     if out.flags.c_contiguous:
-        _from_blocked_kernel(out, blocked, out_w, *phase[0], *phase[1])
+        _from_blocked_kernel(out, blocked, *args)
         return
     dense = np.ascontiguousarray(out)  # the cells outside the phase keep their values
-    _from_blocked_kernel(dense, blocked, out_w, *phase[0], *phase[1])
+    _from_blocked_kernel(dense, blocked, *args)
     out[...] = dense
 
 

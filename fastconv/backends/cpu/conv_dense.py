@@ -219,11 +219,14 @@ def _plan(out_channels: int, out_width: int) -> tuple[int, int, int, int]:
     return nb, rw, ob_padded, -(-out_width // rw) * rw
 
 
-def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0, 0, 0), (1, 1, 1))) -> None:
+def run_blocked(
+    out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0, 0, 0), (1, 1, 1)), channels=None
+) -> None:
     """out (N, O, OD, OH, OW) = valid conv of the blocked input xb, read from ``offsets``,
-    with w (O, C, KD, KH, KW) + bias (O,) or None; only ``blocked.phase_view(out, phase)``."""
+    with w (O', C, KD, KH, KW) + bias (O',) or None; only ``blocked.phase_view(out, phase)``
+    and, with ``channels`` (a range of O' channels: a group's), only those."""
     shape = blocked.phase_view(out, phase).shape
-    nb, rw, ob_padded, owp = _plan(shape[1], shape[4])
+    nb, rw, ob_padded, owp = _plan(w.shape[0], shape[4])
     if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
         wb = narrow_weight(w, dilation[2] == 1)
         tail = wb.shape[5]
@@ -235,7 +238,7 @@ def run_blocked(out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0
     ob = blocked.scratch("output", (shape[0], ob_padded, *shape[2:4], owp, LANES))
     bias_b = blocked.bias_to_blocked(bias, ob_padded)
     _forward_kernel(nb, rw)(ob, xb, wb, bias_b, tail, *stride, *dilation, *offsets)
-    blocked.from_blocked(out, ob, phase)
+    blocked.from_blocked(out, ob, phase, channels)
 
 
 def narrow_weight(w: np.ndarray, pack_width: bool) -> np.ndarray:

@@ -1,7 +1,8 @@
 """SIMD convolution for float32: picks the kernels of each pass and builds the passes.
 
 - Depthwise (groups = C_in = C_out): ``conv_depthwise``, on NCDHW directly.
-- Grouped: one dense convolution per group.
+- Grouped: one dense convolution per group; on the blocked kernels each group's channels
+  are converted from, and written back into, the full arrays (no per-group copies).
 - 1x1 kernels without padding: a matrix product over the pixels the stride selects, run as
   one long row of pixels.
 - Few output channels (LeNet; the input gradient of an RGB layer): ``conv_flat``, vectors
@@ -45,10 +46,15 @@ def _is_grouped(geom: ConvGeometry, in_channels: int, out_channels: int) -> bool
     return geom.groups > 1 and not geom.groups == in_channels == out_channels
 
 
-def _group_slices(geom: ConvGeometry, in_channels: int, out_channels: int):
+def _groups(geom: ConvGeometry, in_channels: int, out_channels: int):
+    """(input channels, output channels) of each group, as ranges."""
     cpg, opg = in_channels // geom.groups, out_channels // geom.groups
     for g in range(geom.groups):
-        yield slice(g * cpg, (g + 1) * cpg), slice(g * opg, (g + 1) * opg)
+        yield range(g * cpg, (g + 1) * cpg), range(g * opg, (g + 1) * opg)
+
+
+def _span(r: range) -> slice:
+    return slice(r.start, r.stop)
 
 
 def _flat(op: str, geom: ConvGeometry, out_channels: int, in_channels: int) -> bool:
@@ -59,6 +65,12 @@ def _flat(op: str, geom: ConvGeometry, out_channels: int, in_channels: int) -> b
     return conv_flat.applies(
         op, geom, out_channels, in_channels, any_channels=config.CONV_ALGORITHM == "flat"
     )
+
+
+def _blocked(op: str, geom: ConvGeometry, out_channels: int, in_channels: int) -> bool:
+    """Whether pass ``op`` of a dense ``geom`` runs on the channel-blocked kernels, which read
+    and write a group's channels in place (the other paths get copies of them)."""
+    return not _pointwise(geom) and not _flat(op, geom, out_channels, in_channels)
 
 
 def _pointwise(geom: ConvGeometry) -> bool:
@@ -173,15 +185,17 @@ def _fold_plan(
     return min(itertools.product(*(_axis_folds(*a) for a in axes)), key=cost)
 
 
-def _folded_input(x, geom: ConvGeometry, folds, out_width: int, narrow: bool = False):
+def _folded_input(x, geom: ConvGeometry, folds, out_width: int, narrow: bool = False, channels=None):
     """The blocked input of ``geom`` under ``folds`` (height, width), gathered in one pass
-    from x (N, C, D, H, W): blocked channel (c*nh + a)*nw + b is input channel c under
-    height offset a and width offset b; and the geometry of the equivalent convolution.
-    ``narrow``: fewer than 16 channels in one block of just that many lanes (forward only)."""
-    (fh, fw), c = folds, x.shape[1]
+    from x (N, C, D, H, W), or from its ``channels`` (a range: a group's): blocked channel
+    (c*nh + a)*nw + b is input channel c under height offset a and width offset b; and the
+    geometry of the equivalent convolution. ``narrow``: fewer than 16 channels in one block
+    of just that many lanes (forward only)."""
+    channels = range(x.shape[1]) if channels is None else channels
+    (fh, fw), c = folds, len(channels)
     (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
     nh, nw = len(fh.offsets), len(fw.offsets)
-    src_c = np.repeat(np.arange(c), nh * nw)
+    src_c = np.repeat(np.arange(channels.start, channels.stop), nh * nw)
     off_h = np.tile(np.repeat(np.array(fh.offsets), nw), c)
     off_w = np.tile(np.array(fw.offsets), c * nh)
     size = ((od - 1) * sd + (kd - 1) * dd + 1, fh.size(oh), fw.size(out_width))
@@ -245,10 +259,16 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
         conv_depthwise.forward(out, x, w, bias, geom)
         return
     if _is_grouped(geom, x.shape[1], out.shape[1]):
-        for cs, os in _group_slices(geom, x.shape[1], out.shape[1]):
-            part = np.empty((out.shape[0], os.stop - os.start, *out.shape[2:]), np.float32)
-            conv_forward(part, x[:, cs], w[os], None if bias is None else bias[os], _ungrouped(geom))
-            out[:, os] = part
+        group, (cs, os) = _ungrouped(geom), next(_groups(geom, x.shape[1], out.shape[1]))
+        in_place = _blocked("forward", group, len(os), len(cs))
+        for cs, os in _groups(geom, x.shape[1], out.shape[1]):
+            b = None if bias is None else bias[_span(os)]
+            if in_place:
+                _forward_blocked(out, x, w[_span(os)], b, group, cs, os)
+                continue
+            part = np.empty((out.shape[0], len(os), *out.shape[2:]), np.float32)
+            conv_forward(part, x[:, _span(cs)], w[_span(os)], b, group)
+            out[:, _span(os)] = part
         return
     if _pointwise(geom):
         shape = (*out.shape[:2], 1, 1, math.prod(out.shape[2:]))
@@ -260,11 +280,17 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     if _flat("forward", geom, out.shape[1], x.shape[1]):
         conv_flat.forward(out, x, w, bias, geom)
         return
-    owp = conv_dense.plan_width(out.shape[1], out.shape[4])
-    folds = _fold_plan(geom, *x.shape[:2], out.shape[1], owp, narrow=True)
-    xb, geom = _folded_input(x, geom, folds, owp, narrow=True)
+    _forward_blocked(out, x, w, bias, geom)
+
+
+def _forward_blocked(out, x, w, bias, geom: ConvGeometry, cs=None, os=None) -> None:
+    """out <- conv(x, w (O', C', ...)) + bias on the blocked kernels; with ranges ``cs`` and
+    ``os``, x's channels cs in, out's channels os written (a group, in place)."""
+    owp = conv_dense.plan_width(w.shape[0], out.shape[4])
+    folds = _fold_plan(geom, x.shape[0], w.shape[1], w.shape[0], owp, narrow=True)
+    xb, geom = _folded_input(x, geom, folds, owp, narrow=True, channels=cs)
     w = _fold_weight(w, folds)
-    conv_dense.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, (0, 0, 0))
+    conv_dense.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, (0, 0, 0), channels=os)
 
 
 def _phase_taps(r: int, stride: int, dil: int, lo: int, k: int):
@@ -283,14 +309,15 @@ def _phase_taps(r: int, stride: int, dil: int, lo: int, k: int):
     return t0, step_t, len(range(t0, k, step_t)), step_o, (r + lo - t0 * dil) // stride
 
 
-def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool) -> None:
+def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool, cs=None, os=None) -> None:
     """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, one stride phase at a time,
     each a stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the
     phase's taps of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat``
-    (dy flattened once), else the channel-blocked ones (dy converted once)."""
-    live = []
+    (dy flattened once), else the channel-blocked ones (dy converted once; with ranges
+    ``cs`` and ``os``, only dx's channels cs, from dy's channels os: a group, in place)."""
+    live, span = [], slice(None) if cs is None else _span(cs)
     for phase in itertools.product(*(range(s) for s in stride)):
-        index = (slice(None), slice(None), *(slice(r, None, s) for r, s in zip(phase, stride, strict=True)))
+        index = (slice(None), span, *(slice(r, None, s) for r, s in zip(phase, stride, strict=True)))
         taps = [_phase_taps(*a) for a in zip(phase, stride, dilation, pad_lo, w.shape[2:], strict=True)]
         if None in taps:
             dx[index] = 0  # no tap reaches these cells
@@ -309,7 +336,7 @@ def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool) -> No
     if flat:
         conv_flat.backward_phases(dx, dy, phases, lo)
         return
-    owp = conv_dense.plan_width(dx.shape[1], -(-dx.shape[4] // stride[2]))
+    owp = conv_dense.plan_width(w.shape[1], -(-dx.shape[4] // stride[2]))
     ext = [
         _extents((*blocked.phase_view(dx, cells).shape[2:4], owp), w_phase.shape[2:], (1, 1, 1), dil, start)
         for cells, w_phase, start, dil in phases
@@ -317,9 +344,14 @@ def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool) -> No
     dyb = blocked.to_blocked(
         layout.contiguous(dy),
         layout.index_maps(dy.shape[2:], lo, tuple(map(max, zip(*ext, strict=True))), "zeros"),
+        channels=os,
     )
     for cells, w_phase, start, dil in phases:
-        conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells)
+        conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells, channels=cs)
+
+
+def _adjoint_args(geom: ConvGeometry):
+    return geom.stride, geom.dilation, geom.pad_lo
 
 
 def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
@@ -330,10 +362,15 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
         conv_depthwise.backward_input(dx, dy, w, geom)
         return
     if _is_grouped(geom, dx.shape[1], dy.shape[1]):
-        for cs, os in _group_slices(geom, dx.shape[1], dy.shape[1]):
-            part = np.empty((dx.shape[0], cs.stop - cs.start, *dx.shape[2:]), np.float32)
-            conv_backward_input(part, dy[:, os], w[os], _ungrouped(geom))
-            dx[:, cs] = part
+        group, (cs, os) = _ungrouped(geom), next(_groups(geom, dx.shape[1], dy.shape[1]))
+        in_place = geom.padding_mode == "zeros" and _blocked("backward_input", group, len(cs), len(os))
+        for cs, os in _groups(geom, dx.shape[1], dy.shape[1]):
+            if in_place:
+                _backward_input_zeros(dx, dy, w[_span(os)], *_adjoint_args(geom), False, cs, os)
+                continue
+            part = np.empty((dx.shape[0], len(cs), *dx.shape[2:]), np.float32)
+            conv_backward_input(part, dy[:, _span(os)], w[_span(os)], group)
+            dx[:, _span(cs)] = part
         return
     if _pointwise(geom):
         shape = (*dx.shape[:2], 1, 1, math.prod(dy.shape[2:]))
@@ -348,7 +385,7 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
         return
     flat = _flat("backward_input", geom, dx.shape[1], dy.shape[1])
     if geom.padding_mode == "zeros":
-        _backward_input_zeros(dx, dy, w, geom.stride, geom.dilation, geom.pad_lo, flat)
+        _backward_input_zeros(dx, dy, w, *_adjoint_args(geom), flat)
         return
     dxp = np.empty(dx.shape[:2] + layout.extents(geom), np.float32)
     _backward_input_zeros(dxp, dy, w, geom.stride, geom.dilation, (0, 0, 0), flat)
@@ -361,8 +398,13 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
         conv_depthwise.backward_weight(dw, dy, x, geom)
         return
     if _is_grouped(geom, x.shape[1], dy.shape[1]):
-        for cs, os in _group_slices(geom, x.shape[1], dy.shape[1]):
-            conv_backward_weight(dw[os], dy[:, os], x[:, cs], _ungrouped(geom))
+        group, (cs, os) = _ungrouped(geom), next(_groups(geom, x.shape[1], dy.shape[1]))
+        in_place = _blocked("backward_weight", group, len(os), len(cs))
+        for cs, os in _groups(geom, x.shape[1], dy.shape[1]):
+            if in_place:
+                _backward_weight_blocked(dw[_span(os)], dy, x, group, cs, os)
+            else:
+                conv_backward_weight(dw[_span(os)], dy[:, _span(os)], x[:, _span(cs)], group)
         return
     if _pointwise(geom):
         row = _row_geometry(geom)
@@ -371,10 +413,16 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     if _flat("backward_weight", geom, dy.shape[1], x.shape[1]):
         conv_flat.backward_weight(dw, dy, x, geom)
         return
+    _backward_weight_blocked(dw, dy, x, geom)
+
+
+def _backward_weight_blocked(dw, dy, x, geom: ConvGeometry, cs=None, os=None) -> None:
+    """dw (O', C', ...) <- the weight gradient on the blocked kernels; with ranges ``cs`` and
+    ``os``, from x's channels cs and dy's channels os (a group, read in place)."""
     identity = tuple(np.arange(n, dtype=np.int64) for n in dy.shape[2:])
-    dyb = blocked.to_blocked(layout.contiguous(dy), identity, slot="grad")
-    folds = _fold_plan(geom, *x.shape[:2], dy.shape[1], dy.shape[4])
-    xb, unit = _folded_input(x, geom, folds, dy.shape[4])
+    dyb = blocked.to_blocked(layout.contiguous(dy), identity, slot="grad", channels=os)
+    folds = _fold_plan(geom, x.shape[0], dw.shape[1], dw.shape[0], dy.shape[4])
+    xb, unit = _folded_input(x, geom, folds, dy.shape[4], channels=cs)
     folded_channels = dw.shape[1] * len(folds[0].offsets) * len(folds[1].offsets)
     dw_folded = np.empty((dw.shape[0], folded_channels, *unit.kernel), np.float32)
     conv_dense.backward_weight_blocked(dw_folded, dyb, xb, unit.stride, unit.dilation)
