@@ -136,12 +136,34 @@ def test_every_fold_plan(monkeypatch):
 
 
 def test_auto_folds_stride_phases_of_a_strided_rgb_stem(isa):
-    """In the weight gradient, whose blocks are 16 lanes wide, the cost model folds the
-    phases of a stride-4 11x11 kernel on RGB (AlexNet's first layer) into 48 channels rather
-    than copying its 363 taps (a full im2col)."""
+    """In the weight gradient the cost model folds the width phases of a stride-4 11x11
+    kernel on RGB (AlexNet's first layer) into 12 channels, one narrow block, rather than
+    copying its taps (an im2col) or leaving 11 width taps of 3 lanes, whose register tile
+    reuses each load least."""
     geom = conv_geometry(2, (8, 3, 227, 227), (96, 3, 11, 11), 4, 0, 1, 1).lift3()
-    fh, fw = conv_simd._fold_plan(geom, 8, 3, 96, 56)
-    assert (fh.offsets, fw.offsets) == ((0, 1, 2, 3), (0, 1, 2, 3))
+    fh, fw = conv_simd._fold_plan(geom, 8, 3, 96, 55)
+    assert (fh.offsets, fw.offsets) == ((0,), (0, 1, 2, 3))
+
+
+def test_the_weight_gradient_reads_few_channels_narrow(isa, monkeypatch):
+    """Fewer than 16 (folded) input channels are one narrow block in the weight gradient
+    too, and its register tile sweeps input channels that divide the block's lanes."""
+    from fastconv.backends.cpu import conv_dense
+
+    assert all(lanes % conv_dense._weight_tile(2, 5, lanes)[2] == 0 for lanes in (3, 5, 6, 12, 16))
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
+    lanes, real = [], conv_dense.backward_weight_blocked
+    monkeypatch.setattr(
+        conv_dense,
+        "backward_weight_blocked",
+        lambda dw, dyb, xb, *a: (lanes.append(xb.shape[5]), real(dw, dyb, xb, *a)),
+    )
+    rng = np.random.default_rng(11)
+    x, w = rand(rng, (3, 6, 14, 13), np.float32), rand(rng, (16, 6, 5, 5), np.float32)
+    dy = rand(rng, ref.conv(x, w).shape, np.float32)
+    got = fc.conv2d_backward_weight(dy, x, w.shape)
+    np.testing.assert_allclose(got, ref.conv_backward_weight(dy, x, w.shape), rtol=1e-4, atol=1e-4)
+    assert lanes and lanes[0] < 16
 
 
 @pytest.mark.parametrize(
@@ -152,7 +174,7 @@ def test_the_forward_reads_rgb_stems_unfolded(isa, x_shape, w_shape, stride, pad
     """The forward reads a narrow input (3 lanes, not 16) with its width taps as one run per
     kernel row: nothing is padded, so folding would only add the copy."""
     geom = conv_geometry(2, x_shape, w_shape, stride, padding, 1, 1).lift3()
-    fh, fw = conv_simd._fold_plan(geom, *x_shape[:2], w_shape[0], geom.out_size[2], narrow=True)
+    fh, fw = conv_simd._fold_plan(geom, *x_shape[:2], w_shape[0], geom.out_size[2], forward=True)
     assert (fh.offsets, fw.offsets) == ((0,), (0,))
 
 
@@ -179,7 +201,7 @@ def test_every_weight_gradient_tile(monkeypatch, tile):
     channels), forced; auto picks one from the shape."""
     from fastconv.backends.cpu import conv_dense
 
-    monkeypatch.setattr(conv_dense, "_weight_tile", lambda out_blocks, kw: tile)
+    monkeypatch.setattr(conv_dense, "_weight_tile", lambda out_blocks, kw, lanes=16: tile)
     rng = np.random.default_rng(7)
     x, w = rand(rng, (3, 32, 9, 11), np.float32), rand(rng, (64, 32, 2, 3), np.float32)  # nothing folded
     kw = dict(padding=(1, 2), dilation=(1, 2))

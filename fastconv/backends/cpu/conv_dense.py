@@ -20,6 +20,7 @@ x CS input channels is loaded, swept along the row and stored back.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -133,14 +134,15 @@ def _backward_weight_source(nb: int, kt: int, cs: int) -> str:
 
 @njit(**_JIT)
 def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
-    # dwb (Ob, Cb, KD, KH, KW, 16 c, 16 o) = sum over n and outputs of dyb (N, Ob, OD, OH, OW, 16) x xb (N, Cb, Dp, Hp, Wp, 16)
-    # one job owns the dW of {nb} output blocks x one input block x one depth tap, summed in place
-    # (L1-resident) row by row; register tile: {nb} output vectors x {kt} width taps x {cs} input channels
+    # dwb (Ob, Cb, KD, KH, KW, 16 c, 16 o) = sum over n and outputs of dyb (N, Ob, OD, OH, OW, 16) x xb (N, Cb, Dp, Hp, Wp, L)
+    # (L = 16, or fewer channels in one narrow block: lanes c < L of dwb); one job owns the dW of {nb} output
+    # blocks x one input block x one depth tap, summed in place (L1-resident) row by row; register tile:
+    # {nb} output vectors x {kt} width taps x {cs} input channels
     Ob, Cb, KD, KH, KW = dwb.shape[0], dwb.shape[1], dwb.shape[2], dwb.shape[3], dwb.shape[4]
     N, OD, OH, OW = dyb.shape[0], dyb.shape[2], dyb.shape[3], dyb.shape[4]
-    Dp, Hp, Wp = xb.shape[2], xb.shape[3], xb.shape[4]
+    Dp, Hp, Wp, L = xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
     dwf, dyf, xf = dwb.reshape(-1), dyb.reshape(-1), xb.reshape(-1)
-    xs, xt, dys, obs = sw * 16, dw * 16, OD * OH * OW * 16, Cb * KD * KH * KW * 256
+    xs, xt, dys, obs = sw * L, dw * L, OD * OH * OW * 16, Cb * KD * KH * KW * 256
     tile = KH * KW * 256
     for job in prange(Ob // {nb} * Cb * KD):
         kd = job % KD
@@ -155,9 +157,9 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
                 for oh in range(OH):
                     dyrow = (((n * Ob + ob0) * OD + od) * OH + oh) * OW * 16
                     for kh in range(KH):
-                        xrow = (((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp * 16
+                        xrow = (((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp * L
                         for kw0 in range(0, KW, {kt}):
-                            for c0 in range(0, 16, {cs}):
+                            for c0 in range(0, L, {cs}):
                                 base = ((((ob0 * Cb + cb) * KD + kd) * KH + kh) * KW + kw0) * 256 + c0 * 16
 {load}
                                 for ow in range(OW):
@@ -167,14 +169,14 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
 """
 
 
-def _weight_tile(out_blocks: int, kw: int) -> tuple[int, int, int]:
+def _weight_tile(out_blocks: int, kw: int, lanes: int = LANES) -> tuple[int, int, int]:
     """(NB, KT, CS) of the backward-weight register tile: NB output-channel vectors x KT
-    width taps x CS input channels, at most 24 accumulators, which with the NB vectors of dy
+    width taps x CS of the ``lanes`` input channels of a block (16, or fewer in a narrow
+    one), at most 24 accumulators, which with the NB vectors of dy
     fit in registers (``simd.fits``). Per output pixel it loads NB vectors of dy and
     broadcasts KT*CS inputs for NB*KT*CS vector FMAs (each h registers wide: 1 on AVX-512,
     2 on AVX2), and one pass over dy and x serves KT taps: pick the most FMAs per load, then
     the larger tile."""
-    h = simd.PER_VECTOR[simd.ISA]
     tiles = [
         (nb, kt, cs)
         for nb in (1, 2, 3, 4)
@@ -182,9 +184,24 @@ def _weight_tile(out_blocks: int, kw: int) -> tuple[int, int, int]:
         for kt in range(1, min(kw, 8) + 1)
         if kw % kt == 0
         for cs in (1, 2, 4, 8, 16)
-        if nb * kt * cs <= 24 and simd.fits(nb * kt * cs + nb)
+        if lanes % cs == 0 and nb * kt * cs <= 24 and simd.fits(nb * kt * cs + nb)
     ]
-    return max(tiles, key=lambda t: (h * t[0] * t[1] * t[2] / (h * t[0] + t[1] * t[2]), t[0] * t[1] * t[2]))
+    return max(tiles, key=lambda t: (_reuse(t), t[0] * t[1] * t[2]))
+
+
+def _reuse(tile) -> float:
+    """Vector FMAs per load of a backward-weight tile (NB, KT, CS), in registers."""
+    h, (nb, kt, cs) = simd.PER_VECTOR[simd.ISA], tile
+    return h * nb * kt * cs / (h * nb + kt * cs)
+
+
+def weight_speed(out_blocks: int, kw: int, lanes: int) -> float:
+    """Relative speed of the backward-weight kernel on a shape: the square root of its tile's
+    FMAs per load over a 3x3, 64-channel layer's. Fitted on the Zen 3 machine, where RGB
+    stems read narrow and unfolded ran (paired) 0.83x the time of the folded layout with
+    7x7 taps, tile (2, 1, 1), and 1.30x with AlexNet's 11x11 ones, tile (3, 1, 1): a plain
+    ratio of FMAs per load penalised the narrow tiles too much."""
+    return math.sqrt(_reuse(_weight_tile(out_blocks, kw, lanes)) / _reuse(_weight_tile(4, 3)))
 
 
 @functools.cache
@@ -261,10 +278,11 @@ def plan_width(out_channels: int, out_width: int) -> int:
 
 
 def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:
-    """dw (O, C, KD, KH, KW) <- from blocked dyb (N, Ob, OD, OH, OW, 16) and xb (N, Cb, ...)."""
+    """dw (O, C, KD, KH, KW) <- from blocked dyb (N, Ob, OD, OH, OW, 16) and xb (N, Cb, ..., L)
+    (L = 16, or C < 16 channels in one narrow block)."""
     dwb = np.empty((dyb.shape[1], xb.shape[1], *dw.shape[2:], LANES, LANES), np.float32)
-    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4])
-    if dyb.shape[1] % nb or dw.shape[4] % kt or LANES % cs:  # the kernel has no tails: never write past dW
+    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4], xb.shape[5])
+    if dyb.shape[1] % nb or dw.shape[4] % kt or xb.shape[5] % cs:  # no tails: never write past dW
         raise ValueError(
             f"weight-gradient tile {(nb, kt, cs)} does not divide {dyb.shape[1]} blocks x {dw.shape[4]} taps"
         )

@@ -8,10 +8,11 @@
 - Few output channels (LeNet; the input gradient of an RGB layer): ``conv_flat``, vectors
   over pixels in NCDHW.
 - Otherwise the channel-blocked microkernels of ``conv_dense``, on a blocked copy of the
-  input with padding folded into the conversion. Where the input has few channels, kernel
-  taps or stride phases may be folded into channels (``_fold_plan``, a cost model): the
-  weight gradient, whose blocks are 16 lanes wide, folds an RGB stem; the forward reads
-  fewer than 16 channels narrow (unpadded), so there folding rarely pays.
+  input with padding folded into the conversion. Fewer than 16 input channels are stored
+  narrow (one block of just those lanes). Kernel taps or stride phases may be folded into
+  channels (``_fold_plan``, a cost model): the forward rarely gains from it; the weight
+  gradient, whose register tile reuses its loads less over few lanes and many width taps,
+  folds the width phases of strided RGB stems.
 
 Backward-input is the forward kernel on grad_output with the kernel flipped (the adjoint),
 one stride phase at a time, each a stride-1 convolution with a subset of taps. All orders
@@ -159,38 +160,42 @@ Zen 3 machines)."""
 
 
 def _fold_plan(
-    geom: ConvGeometry, batch: int, channels: int, out_channels: int, out_width: int, narrow: bool = False
+    geom: ConvGeometry, batch: int, channels: int, out_channels: int, out_width: int, forward: bool = False
 ):
     """(height fold, width fold) of a dense convolution. Few input channels fill few of the
     16 lanes; folding taps or stride phases into channels fills them (RGB, 7x7, stride 2:
     3 of 16 lanes, or 48 of 48 with the phases of both axes and the width taps folded).
     Chosen from the shape alone by a cost model of this machine: the microkernel does about
     ``_LANE_FMAS`` G lane-FMAs per second (every position of the folded kernel, every lane
-    of the padded channel blocks; ``narrow``, the forward: just the real channels, which its
-    last block reads alone) and the layout conversion writes about 1 G floats per second."""
+    of the channel blocks: fewer than 16 channels make one narrow block of just those, and
+    the ``forward`` reads just the real channels of its last block too) and the layout
+    conversion writes about 1 G floats per second."""
     (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
     depth = (od - 1) * sd + (kd - 1) * dd + 1
-    outputs = batch * od * oh * out_width * blocked.blocks(out_channels) * LANES
+    out_blocks = blocked.blocks(out_channels)
+    outputs = batch * od * oh * out_width * out_blocks * LANES
     rate = _LANE_FMAS[simd.ISA]
 
     def cost(folds):
         fh, fw = folds
         folded = channels * len(fh.offsets) * len(fw.offsets)
-        lanes = folded if narrow else blocked.blocks(folded) * LANES
-        stored = folded if narrow and folded < LANES else blocked.blocks(folded) * LANES
+        stored = folded if folded < LANES else blocked.blocks(folded) * LANES
+        lanes = folded if forward else stored
         fmas = outputs * lanes * kd * fh.taps.shape[1] * fw.taps.shape[1]
+        if not forward:  # the weight gradient's register tile depends on the folded shape
+            fmas /= conv_dense.weight_speed(out_blocks, fw.taps.shape[1], min(stored, LANES))
         return fmas / rate + batch * stored * depth * fh.size(oh) * fw.size(out_width)
 
     axes = zip(geom.kernel[1:], geom.stride[1:], geom.dilation[1:], strict=True)
     return min(itertools.product(*(_axis_folds(*a) for a in axes)), key=cost)
 
 
-def _folded_input(x, geom: ConvGeometry, folds, out_width: int, narrow: bool = False, channels=None):
+def _folded_input(x, geom: ConvGeometry, folds, out_width: int, channels=None):
     """The blocked input of ``geom`` under ``folds`` (height, width), gathered in one pass
     from x (N, C, D, H, W), or from its ``channels`` (a range: a group's): blocked channel
-    (c*nh + a)*nw + b is input channel c under height offset a and width offset b; and the
-    geometry of the equivalent convolution. ``narrow``: fewer than 16 channels in one block
-    of just that many lanes (forward only)."""
+    (c*nh + a)*nw + b is input channel c under height offset a and width offset b, fewer
+    than 16 of them in one narrow block of just that many lanes; and the geometry of the
+    equivalent convolution."""
     channels = range(x.shape[1]) if channels is None else channels
     (fh, fw), c = folds, len(channels)
     (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
@@ -203,9 +208,7 @@ def _folded_input(x, geom: ConvGeometry, folds, out_width: int, narrow: bool = F
         x.shape[2:], geom.pad_lo, (size[0], fh.extent(oh), fw.extent(out_width)), geom.padding_mode
     )
     steps = (fh.step, fw.step)
-    xb = blocked.to_blocked_folded(
-        layout.contiguous(x), maps, src_c, off_h, off_w, steps, size, narrow=narrow
-    )
+    xb = blocked.to_blocked_folded(layout.contiguous(x), maps, src_c, off_h, off_w, steps, size, narrow=True)
     unit = ConvGeometry(
         stride=(sd, fh.stride, fw.stride),
         pad_lo=(0, 0, 0),
@@ -287,8 +290,8 @@ def _forward_blocked(out, x, w, bias, geom: ConvGeometry, cs=None, os=None) -> N
     """out <- conv(x, w (O', C', ...)) + bias on the blocked kernels; with ranges ``cs`` and
     ``os``, x's channels cs in, out's channels os written (a group, in place)."""
     owp = conv_dense.plan_width(w.shape[0], out.shape[4])
-    folds = _fold_plan(geom, x.shape[0], w.shape[1], w.shape[0], owp, narrow=True)
-    xb, geom = _folded_input(x, geom, folds, owp, narrow=True, channels=cs)
+    folds = _fold_plan(geom, x.shape[0], w.shape[1], w.shape[0], owp, forward=True)
+    xb, geom = _folded_input(x, geom, folds, owp, channels=cs)
     w = _fold_weight(w, folds)
     conv_dense.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, (0, 0, 0), channels=os)
 
