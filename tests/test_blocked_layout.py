@@ -1,7 +1,7 @@
 """The layout conversions of the SIMD kernels against plain NumPy: padding
 through index maps, 8 x 8 register transposes with their tails, narrow (fewer than 16
-lanes) blocks, folded taps, stride phases, the weight layouts, the flat planes of
-``conv_flat`` with their tap ranges, and strided subsampling."""
+lanes) blocks, folded taps, stride phases, the weight layouts, and the flat planes of
+``conv_flat`` with their tap ranges."""
 
 from __future__ import annotations
 
@@ -185,15 +185,3 @@ def test_flat_tap_ranges_keep_every_tap_that_reads_data(grid, data):
             assert lo[t] <= k < hi[t] or not reads_data
             skipped += not lo[t] <= k < hi[t]
     assert skipped  # the box leaves taps to skip: the test sees the ranges do something
-
-
-def test_subsample_and_upsample_are_strided_slicing_and_its_adjoint():
-    x = np.random.default_rng(6).standard_normal((2, 3, 4, 7, 9)).astype(np.float32)
-    steps, size = (2, 3, 2), (2, 3, 5)
-    cells = (slice(None), slice(None), *(slice(0, n * s, s) for n, s in zip(size, steps, strict=True)))
-    np.testing.assert_array_equal(layout.subsample(x, steps, size), x[cells])
-    dx = np.full(x.shape, np.nan, np.float32)
-    layout.upsample(dx, x[cells], steps)
-    want = np.zeros_like(x)
-    want[cells] = x[cells]
-    np.testing.assert_array_equal(dx, want)

@@ -450,15 +450,9 @@ def plane_forward(out, obase, g, wf, wbase, b, tiles, toff, dims):
                 base = (od * sd * Hp + r0 * {sh}) * L + v
                 {acc} = b
                 for kd in range(KD):
-                    if KW == {kh}:  # square: a constant trip count, which LLVM unrolls (35% faster)
-                        for kw in range({kh}):
-                            p = base + toff[np.uint64(kd * {kh} * KW + kw)]
-                            wk = wbase + kd * {kh} * KW + kw
-{fwd_body}
-                    else:
-                        for kw in range(KW):
-                            p = base + toff[np.uint64(kd * {kh} * KW + kw)]
-                            wk = wbase + kd * {kh} * KW + kw
+                    for kw in range({kh}):  # square (KW = {kh}): a constant trip count, which LLVM unrolls
+                        p = base + toff[np.uint64(kd * {kh} * KW + kw)]
+                        wk = wbase + kd * {kh} * KW + kw
 {fwd_body}
                 n = min(16, OW - v)
                 o = obase + (od * OH + r0) * OW + v
@@ -514,7 +508,7 @@ def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
         kh=kh,
         sh=sh,
         acc=" = ".join(f"a{j}" for j in range(rows)),
-        fwd_body="\n".join("    " + line for line in fwd),
+        fwd_body="\n".join(fwd),
         fwd_store="\n".join(f"{' ' * 16}_vstore_first(out, o + {j} * OW, a{j}, n)" for j in range(rows)),
         wgt_load="\n".join(
             f"{' ' * 12}c{t}_{k} = vload(acc, (q + {t} * KW) * 64 + {k * 16})" for t, k in slots
@@ -539,10 +533,12 @@ def _kernels(method: tuple):
 
 def _method(kernel, stride, dilation, out_rows: int) -> tuple:
     """Strips where a plane has a full strip of rows, rows are shared (kh > 1), the taps fit
-    in registers, and the geometry is a common one (each variant compiles on its own)."""
+    in registers, and the geometry is a common one (each variant compiles on its own):
+    square kernels, whose width taps the strips sweep with a constant trip count (LLVM
+    unrolls it: a 56x56 plane 1.85 -> 1.2 us on the Zen 3 machine)."""
     kh, sh, dh = kernel[1], stride[1], dilation[1]
     rows, max_taps, sums = _STRIPS[simd.ISA]
-    if out_rows >= rows and 1 < kh <= max_taps and sh <= 2 and dh == 1:
+    if out_rows >= rows and 1 < kh <= max_taps and kernel[2] == kh and sh <= 2 and dh == 1:
         return ("strip", kh, sh, dh, rows, sums)
     return ("tiles",)
 

@@ -17,7 +17,6 @@ from ...config import FASTMATH
 from ...shapes import ConvGeometry
 
 _NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-_U = np.uint64  # an array index that Numba need not wrap: a signed one stops LLVM vectorising
 
 
 @functools.lru_cache(maxsize=1024)
@@ -114,48 +113,3 @@ def _scatter_kernel(dx, dxp, map_d, map_h, map_w):
                     src_d, src_h, src_w = map_d[i], map_h[j], map_w[k]
                     if src_d >= 0 and src_h >= 0 and src_w >= 0:
                         dx[n, c, src_d, src_h, src_w] += dxp[n, c, i, j, k]
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def _subsample_kernel(out, x, sd, sh, sw):
-    # out (N, C, OD, OH, OW) <- x (N, C, D, H, W) at cells (i*sd, j*sh, k*sw); flat unsigned indices
-    N, C, OD, OH, OW = out.shape
-    D, H, W = x.shape[2], x.shape[3], x.shape[4]
-    of, xf = out.reshape(-1), x.reshape(-1)
-    for job in prange(N * C):
-        for i in range(OD):
-            for j in range(OH):
-                src = ((job * D + i * sd) * H + j * sh) * W
-                dst = ((job * OD + i) * OH + j) * OW
-                for k in range(OW):
-                    of[_U(dst + k)] = xf[_U(src + k * sw)]
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def _upsample_kernel(dx, rows, sd, sh, sw):
-    # dx (N, C, D, H, W) <- zeros, and rows (N, C, OD, OH, OW) at cells (i*sd, j*sh, k*sw)
-    N, C, OD, OH, OW = rows.shape
-    D, H, W = dx.shape[2], dx.shape[3], dx.shape[4]
-    df, rf = dx.reshape(-1), rows.reshape(-1)
-    for job in prange(N * C):  # one (n, c) plane: zeroed, then filled while in cache
-        for k in range(D * H * W):
-            df[_U(job * D * H * W + k)] = 0
-        for i in range(OD):
-            for j in range(OH):
-                dst = ((job * D + i * sd) * H + j * sh) * W
-                src = ((job * OD + i) * OH + j) * OW
-                for k in range(OW):
-                    df[_U(dst + k * sw)] = rf[_U(src + k)]
-
-
-def subsample(x: np.ndarray, steps, size) -> np.ndarray:
-    """x (N, C, D, H, W) -> (N, C, *size): the cells ``(i*sd, j*sh, k*sw)``, contiguous."""
-    out = np.empty((*x.shape[:2], *size), np.float32)
-    _subsample_kernel(out, contiguous(x), *steps)
-    return out
-
-
-def upsample(dx: np.ndarray, rows: np.ndarray, steps) -> None:
-    """dx (N, C, D, H, W), C-contiguous <- rows (N, C, OD, OH, OW) at the cells
-    ``(i*sd, j*sh, k*sw)``, zero elsewhere (the adjoint of ``subsample``)."""
-    _upsample_kernel(dx, contiguous(rows), *steps)
