@@ -360,9 +360,9 @@ def backward_phases(dx, dy, phases, lo) -> None:
     offs = [_offsets(w.shape[2:], dil, grid, start) for _, w, start, dil in phases]
     length = max(_length(s, grid, dx.shape[1]) + int(o.max()) for s, o in zip(sizes, offs, strict=True))
     maps = layout.index_maps(dy.shape[2:], lo, grid, "zeros")
-    xf = _flat(dy, maps, length, "input")
+    xf, data = _flat(dy, maps, length, "input"), _data_box(maps)
     for (phase, w, _, _), o in zip(phases, offs, strict=True):
-        _run(dx, xf, grid, w, None, o, phase, _data_box(maps))
+        _run(dx, xf, grid, w, None, o, phase, data)
 
 
 def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:

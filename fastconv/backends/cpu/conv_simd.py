@@ -22,6 +22,7 @@ are fixed: results are bitwise identical for any thread count.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -175,12 +176,18 @@ def _fold_plan(
     ``_LANE_FMAS`` G lane-FMAs per second (every position of the folded kernel, every lane
     of the channel blocks: fewer than 16 channels make one narrow block of just those, and
     the ``forward`` reads just the real channels of its last block too) and the layout
-    conversion writes about 1 G floats per second."""
+    conversion writes about 1 G floats per second. Cached per shape and instruction set
+    (callers only read the folds)."""
+    return _cached_fold_plan(geom, batch, channels, out_channels, out_width, forward, simd.ISA)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_fold_plan(geom, batch, channels, out_channels, out_width, forward, isa):
     (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
     depth = (od - 1) * sd + (kd - 1) * dd + 1
     out_blocks = blocked.blocks(out_channels)
     outputs = batch * od * oh * out_width * out_blocks * LANES
-    rate = _LANE_FMAS[simd.ISA]
+    rate = _LANE_FMAS[isa]
 
     def cost(folds):
         fh, fw = folds
