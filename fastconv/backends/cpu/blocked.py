@@ -17,10 +17,9 @@ from numba import njit, prange
 
 from ...config import FASTMATH
 from . import layout
-from .simd import LANES, transpose8
+from .simd import LANES, U64, transpose8
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-_U = np.uint64  # an array index that Numba need not wrap: a signed one stops LLVM vectorising
 
 
 def blocks(channels: int) -> int:
@@ -80,24 +79,24 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
                     src_w = map_w[iw * step_w]
                     for c in range(LANES):
                         cell = src + c * D * H * W + src_w
-                        of[_U(dst + iw * LANES + c)] = xf[_U(cell)] if src_w >= 0 else 0
+                        of[U64(dst + iw * LANES + c)] = xf[U64(cell)] if src_w >= 0 else 0
             continue
-        for c in range(L):  # flat unsigned indices: Numba need not wrap them, LLVM vectorises
+        for c in range(L):  # flat unsigned indices (``simd.U64``)
             ch = cb * L + c
             src_h = map_h[ih * step_h + off_h[ch]] if ch < channels else -1
             if src_d < 0 or src_h < 0:
                 for iw in range(Wp):
-                    of[_U(dst + iw * L + c)] = 0
+                    of[U64(dst + iw * L + c)] = 0
             else:
                 src = ((n * C + src_c[ch]) * D + src_d) * H * W + src_h * W
                 base = off_w[ch]
                 if step_w == 1 and map_w[base] >= 0 and map_w[base + Wp - 1] == map_w[base] + Wp - 1:
                     for iw in range(Wp):  # consecutive cells: a map rises by at most 1 per cell
-                        of[_U(dst + iw * L + c)] = xf[_U(src + map_w[base] + iw)]
+                        of[U64(dst + iw * L + c)] = xf[U64(src + map_w[base] + iw)]
                     continue
                 for iw in range(Wp):
                     src_w = map_w[iw * step_w + base]
-                    of[_U(dst + iw * L + c)] = xf[_U(src + src_w)] if src_w >= 0 else 0
+                    of[U64(dst + iw * L + c)] = xf[U64(src + src_w)] if src_w >= 0 else 0
 
 
 @njit(**_JIT)
@@ -131,7 +130,7 @@ def _from_blocked_kernel(out, blocked, out_w, first, O, start_d, start_h, start_
                 transpose8(of, dst + ow, plane, bf, src + ow * LANES + c0, LANES)
             for c in range(channels):
                 for ow in range(done, out_w):
-                    of[_U(dst + c * plane + ow * step_w)] = bf[_U(src + ow * LANES + c0 + c)]
+                    of[U64(dst + c * plane + ow * step_w)] = bf[U64(src + ow * LANES + c0 + c)]
 
 
 def to_blocked(x: np.ndarray, maps, slot: str = "input", channels: range | None = None) -> np.ndarray:
@@ -216,7 +215,7 @@ def _weight_from_blocked_kernel(dw, blocked):
             src = ((ob * Cb + c // LANES) * taps * LANES + c % LANES) * LANES + lane
             dst = (o * C + c) * taps
             for t in range(taps):
-                df[_U(dst + t)] = bf[_U(src + t * LANES * LANES)]
+                df[U64(dst + t)] = bf[U64(src + t * LANES * LANES)]
 
 
 @njit(**_JIT)
@@ -230,7 +229,7 @@ def _adjoint_taps_kernel(out, w, cells):
         for o in range(O):
             src, dst = (o * C + c) * T, (c * O + o) * M
             for m in range(M):
-                of[_U(dst + m)] = wf[_U(src + cells[m])]
+                of[U64(dst + m)] = wf[U64(src + cells[m])]
 
 
 def adjoint_taps(w: np.ndarray, taps) -> np.ndarray:

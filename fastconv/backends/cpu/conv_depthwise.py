@@ -47,7 +47,7 @@ from numba.extending import intrinsic
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
 from . import codegen, layout, simd
-from .simd import _VEC, LANES, _element_ptr, f32x16, vadd, vbcast, vfma, vload, vstore, vzero
+from .simd import _VEC, LANES, U64, _element_ptr, f32x16, vadd, vbcast, vfma, vload, vstore, vzero
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 _INNER = dict(cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
@@ -227,7 +227,7 @@ def _gather(g, x, xbase, H, W, map_d, map_h, ops, L):
     # g (Dp, Hp, L) <- the plane of x at xbase (D, H, W): row (i, j) is x row (map_d[i], map_h[j]),
     # or zeros where either is -1, built by the vector ops of _row_ops (the same for each row)
     Dp, Hp = map_d.shape[0], map_h.shape[0]
-    of = ops.reshape(-1)  # read through unsigned flat indices: no negative-index wrap code
+    of = ops.reshape(-1)  # read through unsigned flat indices (``simd.U64``)
     for i in range(Dp):
         for j in range(Hp):
             row = (i * Hp + j) * L
@@ -237,8 +237,8 @@ def _gather(g, x, xbase, H, W, map_d, map_h, ops, L):
                 continue
             src = xbase + (src_d * H + src_h) * W
             for o in range(0, of.shape[0], 6):
-                kind, dst, n = of[np.uint64(o)], row + of[np.uint64(o + 1)], of[np.uint64(o + 3)]
-                at = src + of[np.uint64(o + 2)]
+                kind, dst, n = of[U64(o)], row + of[U64(o + 1)], of[U64(o + 3)]
+                at = src + of[U64(o + 2)]
                 if kind == _ZERO:
                     _vstore_first(g, dst, vzero(), n)
                 elif kind == _COPY:  # the interior
@@ -246,7 +246,7 @@ def _gather(g, x, xbase, H, W, map_d, map_h, ops, L):
                 elif kind == _STRIDE2:  # a phase of a width stride of 2
                     _vstore_first(g, dst, _vload_stride2(x, at, n), n)
                 else:  # other strides, reflections, zero insertion: gather and scatter
-                    step, dstep = of[np.uint64(o + 4)], of[np.uint64(o + 5)]
+                    step, dstep = of[U64(o + 4)], of[U64(o + 5)]
                     _vstore_strided(g, dst, dstep, _vload_strided(x, at, step, n), n)
 
 

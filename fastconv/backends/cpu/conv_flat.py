@@ -35,7 +35,7 @@ from numba import njit, prange
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
 from . import blocked, codegen, layout, simd
-from .simd import LANES
+from .simd import LANES, U64
 
 # {NO: (V, relative speed)} per instruction set (``simd.ISA``): vectors of 16 pixels
 # (forward) or taps (backward-weight) per register block, by output channels per block.
@@ -53,7 +53,6 @@ _WEIGHT_TT = {
     "avx2": {1: (5, 0.89), 2: (2, 0.73), 3: (1, 0.66)},
 }
 _JOB_TILES = 4  # forward: register blocks of pixels per job (see the module docstring)
-_U = np.uint64  # an array index that Numba need not wrap (see ``_gather_flat``)
 _CHUNK_VECTORS = 8192  # backward-weight: images per partial sum, from the shape alone
 # most output channels (of the pass) for which these kernels beat the channel-blocked ones,
 # measured on LeNet's layers: 16 outputs still win in a forward pass (one or two blocks of
@@ -209,9 +208,7 @@ def _gather_flat(out, x, map_d, map_h, map_w):
     # out (N, Co >= C, Ps): plane (n, c) = x (N, C, D, H, W) through the index maps (-1 reads 0)
     # on the (len(map_d), len(map_h), len(map_w)) grid, flattened, cut to Ps cells or followed by
     # zeros; planes c >= C are 0. Each row copies the run of consecutive cells of map_w as a
-    # block and the cells around it through the map. Flat indices, cast to unsigned
-    # (``_U``): a signed index makes Numba wrap negative values, which stops LLVM vectorising
-    # the copy (5x slower).
+    # block and the cells around it through the map. Flat unsigned indices (``simd.U64``).
     N, Co, Ps = out.shape
     C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     Dx, Hx, Wx = map_d.shape[0], map_h.shape[0], map_w.shape[0]
@@ -225,7 +222,7 @@ def _gather_flat(out, x, map_d, map_h, map_w):
         n, c = job // Co, job % Co
         base = job * Ps
         for k in range(Ps):  # zeros first, then the cells that read the input
-            of[_U(base + k)] = 0
+            of[U64(base + k)] = 0
         rows = -(-filled // Wx) if c < C else 0
         dst, last = base, base + filled
         for i in range(Dx):
@@ -236,10 +233,10 @@ def _gather_flat(out, x, map_d, map_h, map_w):
                     lo, hi = min(a, cells), min(b, cells)
                     run = src + map_w[a] - a if hi > lo else 0
                     for k in range(lo, hi):
-                        of[_U(dst + k)] = xf[_U(run + k)]
+                        of[U64(dst + k)] = xf[U64(run + k)]
                     for k in range(cells if edges else 0):
                         if (k < lo or k >= hi) and map_w[k] >= 0:
-                            of[_U(dst + k)] = xf[_U(src + map_w[k])]
+                            of[U64(dst + k)] = xf[U64(src + map_w[k])]
                 dst += Wx
 
 
@@ -252,11 +249,11 @@ def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, s
     for job in prange(N * O):
         n, o = job // O, job % O
         for i in range(size_d):
-            for j in range(size_h):  # flat unsigned indices (see ``_gather_flat``), no slice objects
+            for j in range(size_h):  # flat unsigned indices (``simd.U64``), no slice objects
                 src = (n * Op + o) * Lp + (i * hx + j) * wx
                 dst = (((n * O + o) * D + start_d + i * step_d) * H + start_h + j * step_h) * W + start_w
                 for k in range(size_w):
-                    of[_U(dst + k * step_w)] = rf[_U(src + k)]
+                    of[U64(dst + k * step_w)] = rf[U64(src + k)]
 
 
 @functools.lru_cache(maxsize=256)
