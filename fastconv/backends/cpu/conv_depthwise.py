@@ -569,8 +569,9 @@ _ZERO, _COPY, _STRIDE2, _STRIDED = 0, 1, 2, 3  # kinds of row ops
 
 def _row_ops(table: np.ndarray) -> np.ndarray:
     """The row gather of ``table`` as vector ops (kind, dst, src, lanes, src step, dst step),
-    each one 16-lane load and store of its first ``lanes`` (``_vload_first``/``_vstore_first``), in order: first zeros (a prefix and a suffix, or
-    the whole row where reads and zeros interleave), then the segments 16 cells at a time."""
+    each one load and store of the first ``lanes`` of 16, in order: first zeros (a prefix
+    and a suffix, or the whole row where reads and zeros interleave), then the segments 16
+    cells at a time."""
     L = len(table)
     read = np.flatnonzero(table >= 0)
     ops = []

@@ -275,8 +275,8 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
         conv_depthwise.forward(out, x, w, bias, geom)
         return
     if _is_grouped(geom, x.shape[1], out.shape[1]):
-        group, (cs, os) = _ungrouped(geom), next(_groups(geom, x.shape[1], out.shape[1]))
-        in_place = _blocked("forward", group, len(os), len(cs))
+        group, g = _ungrouped(geom), geom.groups
+        in_place = _blocked("forward", group, out.shape[1] // g, x.shape[1] // g)
         for cs, os in _groups(geom, x.shape[1], out.shape[1]):
             b = None if bias is None else bias[_span(os)]
             if in_place:
@@ -366,10 +366,6 @@ def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool, cs=No
         conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells, channels=cs)
 
 
-def _adjoint_args(geom: ConvGeometry):
-    return geom.stride, geom.dilation, geom.pad_lo
-
-
 def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
     """dx (N, C, D, H, W) <- d loss / d x: per stride phase, a stride-1 SIMD convolution of
     dy (N, O, OD, OH, OW) with the phase's taps of the adjoint weight, flipped.
@@ -378,11 +374,15 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
         conv_depthwise.backward_input(dx, dy, w, geom)
         return
     if _is_grouped(geom, dx.shape[1], dy.shape[1]):
-        group, (cs, os) = _ungrouped(geom), next(_groups(geom, dx.shape[1], dy.shape[1]))
-        in_place = geom.padding_mode == "zeros" and _blocked("backward_input", group, len(cs), len(os))
+        group, g = _ungrouped(geom), geom.groups
+        in_place = geom.padding_mode == "zeros" and _blocked(
+            "backward_input", group, dx.shape[1] // g, dy.shape[1] // g
+        )
         for cs, os in _groups(geom, dx.shape[1], dy.shape[1]):
             if in_place:
-                _backward_input_zeros(dx, dy, w[_span(os)], *_adjoint_args(geom), False, cs, os)
+                _backward_input_zeros(
+                    dx, dy, w[_span(os)], geom.stride, geom.dilation, geom.pad_lo, False, cs, os
+                )
                 continue
             part = np.empty((dx.shape[0], len(cs), *dx.shape[2:]), np.float32)
             conv_backward_input(part, dy[:, _span(os)], w[_span(os)], group)
@@ -400,7 +400,7 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
         return
     flat = _flat("backward_input", geom, dx.shape[1], dy.shape[1])
     if geom.padding_mode == "zeros":
-        _backward_input_zeros(dx, dy, w, *_adjoint_args(geom), flat)
+        _backward_input_zeros(dx, dy, w, geom.stride, geom.dilation, geom.pad_lo, flat)
         return
     dxp = np.empty(dx.shape[:2] + layout.extents(geom), np.float32)
     _backward_input_zeros(dxp, dy, w, geom.stride, geom.dilation, (0, 0, 0), flat)
@@ -413,8 +413,8 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
         conv_depthwise.backward_weight(dw, dy, x, geom)
         return
     if _is_grouped(geom, x.shape[1], dy.shape[1]):
-        group, (cs, os) = _ungrouped(geom), next(_groups(geom, x.shape[1], dy.shape[1]))
-        in_place = _blocked("backward_weight", group, len(os), len(cs))
+        group, g = _ungrouped(geom), geom.groups
+        in_place = _blocked("backward_weight", group, dy.shape[1] // g, x.shape[1] // g)
         for cs, os in _groups(geom, x.shape[1], dy.shape[1]):
             if in_place:
                 _backward_weight_blocked(dw[_span(os)], dy, x, group, cs, os)
