@@ -8,6 +8,7 @@ error can never reach a user.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 def is_array(a) -> bool:
     """True for a NumPy array or a CUDA array (anything a backend accepts)."""
+    if isinstance(a, np.ndarray):
+        return True
     from .backends import device_of
 
-    return isinstance(a, np.ndarray) or device_of(a) == "cuda"
+    return device_of(a) == "cuda"
 
 
 def check_array(name: str, a, ndims: tuple[int, ...] | int, what: str = "") -> np.dtype:
@@ -131,18 +134,24 @@ class ConvGeometry:
     padding_mode: str = "zeros"
 
     def lift3(self) -> ConvGeometry:
-        k = 3 - len(self.stride)
-        return ConvGeometry(
-            (1,) * k + self.stride,
-            (0,) * k + self.pad_lo,
-            (0,) * k + self.pad_hi,
-            (1,) * k + self.dilation,
-            self.groups,
-            (1,) * k + self.in_size,
-            (1,) * k + self.kernel,
-            (1,) * k + self.out_size,
-            self.padding_mode,
-        )
+        return _lift3(self)
+
+
+@functools.lru_cache(maxsize=512)
+def _lift3(geom: ConvGeometry) -> ConvGeometry:
+    """``ConvGeometry.lift3``, cached (geometries are immutable)."""
+    k = 3 - len(geom.stride)
+    return ConvGeometry(
+        (1,) * k + geom.stride,
+        (0,) * k + geom.pad_lo,
+        (0,) * k + geom.pad_hi,
+        (1,) * k + geom.dilation,
+        geom.groups,
+        (1,) * k + geom.in_size,
+        (1,) * k + geom.kernel,
+        (1,) * k + geom.out_size,
+        geom.padding_mode,
+    )
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dil: int) -> int:
@@ -202,8 +211,37 @@ def conv_geometry(
 ) -> ConvGeometry:
     """Validate a convolution's shapes and arguments; return its geometry.
 
-    Shapes: x_shape (N, C_in, *in_size), w_shape (C_out, C_in/groups, *kernel).
+    Shapes: x_shape (N, C_in, *in_size), w_shape (C_out, C_in/groups, *kernel). Cached
+    where every argument is a plain int, string or tuple of ints (the per-call cost of a
+    small layer); anything else (NumPy ints, lists, bools, wrong types) is checked afresh.
     """
+    key = plain_key(d, tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups, padding_mode)
+    if key is not None:
+        return _cached_conv_geometry(*key)
+    return _conv_geometry(d, x_shape, w_shape, stride, padding, dilation, groups, padding_mode)
+
+
+def plain_key(*args) -> tuple | None:
+    """``args`` as the key of a cache of validated results (``functools.lru_cache(typed=True)``),
+    lists as tuples; or None where one is not plain. Plain: None, a bool, int or str, or a
+    tuple or list of ints: values validated by their value alone, so that arguments with
+    equal keys validate alike (inside a tuple ``1.0 == 1`` and ``True == 1``, so only ints)."""
+    for a in args:
+        t = type(a)
+        if t is tuple or t is list:
+            if any(type(e) is not int for e in a):
+                return None
+        elif not (a is None or t is int or t is str or t is bool):
+            return None
+    return tuple(tuple(a) if type(a) is list else a for a in args)
+
+
+@functools.lru_cache(maxsize=512, typed=True)
+def _cached_conv_geometry(*args) -> ConvGeometry:
+    return _conv_geometry(*args)
+
+
+def _conv_geometry(d, x_shape, w_shape, stride, padding, dilation, groups, padding_mode) -> ConvGeometry:
     stride = int_tuple("stride", stride, d, 1)
     dilation = int_tuple("dilation", dilation, d, 1)
     groups = check_int("groups", groups, 1)

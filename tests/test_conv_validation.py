@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
+from fastconv import shapes
 from fastconv.backends import cpu
 
 
@@ -173,3 +174,21 @@ W = np.zeros((6, 4, 3, 3), np.float32)
 def test_bad_input_is_refused_before_any_kernel(call, exc, message):
     with pytest.raises(exc, match=message):
         call()
+
+
+def test_memoised_geometry_keeps_validation():
+    """A geometry cached for plain arguments comes back for equal plain ones (lists as
+    tuples), while equal arguments of other types (bools, floats, in tuples too) are
+    validated afresh and refused, and NumPy integers are accepted uncached."""
+    args = (2, (2, 4, 8, 8), (6, 4, 3, 3))
+    geom = shapes.conv_geometry(*args, (1, 1), (1, 1), 1, 1)
+    assert shapes.conv_geometry(*args, [1, 1], [1, 1], 1, 1) is geom
+    assert shapes.conv_geometry(*args, 1, 1, 1, 1) == geom
+    assert shapes.conv_geometry(*args, np.int64(1), 1, (np.int64(1), 1), 1) == geom
+    for stride in (True, 1.0, (1, True), (1.0, 1), [1, 1.0]):
+        with pytest.raises(TypeError, match="stride"):
+            shapes.conv_geometry(*args, stride, 1, 1, 1)
+    with pytest.raises(TypeError, match="groups must be an int, got True"):
+        shapes.conv_geometry(*args, 1, 1, 1, True)
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        shapes.conv_geometry(*args, 1, 1, 1, 1, "zero")

@@ -31,11 +31,17 @@ def device_of(a) -> str:
     return "cpu"
 
 
+_loaded: dict[str, ModuleType] = {}
+
+
 def get(device: str) -> ModuleType:
-    """The backend module for ``device`` (``"cpu"`` or ``"cuda"``)."""
-    if device not in _MODULES:
-        raise ValueError(f"device must be one of {tuple(_MODULES)}, got {device!r}")
-    return importlib.import_module(_MODULES[device])
+    """The backend module for ``device`` (``"cpu"`` or ``"cuda"``), imported on first use."""
+    module = _loaded.get(device)
+    if module is None:
+        if device not in _MODULES:
+            raise ValueError(f"device must be one of {tuple(_MODULES)}, got {device!r}")
+        module = _loaded[device] = importlib.import_module(_MODULES[device])
+    return module
 
 
 def cuda_available() -> bool:
@@ -52,6 +58,8 @@ def cuda_available() -> bool:
 
 def backend_for(**arrays) -> ModuleType:
     """The backend of the given arrays (None skipped); all must live on one device."""
+    if all(a is None or type(a) is np.ndarray for a in arrays.values()):  # the common case, fast
+        return get("cpu")
     devices = {name: device_of(a) for name, a in arrays.items() if a is not None}
     found = set(devices.values())
     if len(found) > 1:

@@ -14,21 +14,14 @@ import numpy as np
 
 from .. import shapes
 from ..backends import backend_for
+from ..shapes import plain_key
 from .conv import Array, _batched_input, _grad_output, _input_shape, lift
 
 LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 OUT_LAYOUT = {1: "(N, C, L_out)", 2: "(N, C, H_out, W_out)", 3: "(N, C, D_out, H_out, W_out)"}
 
 
-def _plain(arg) -> bool:
-    """None, an int, or a tuple/list of ints, exactly (not bool, float or NumPy scalars): an
-    argument that ``shapes`` validates by its value alone."""
-    return (
-        arg is None or type(arg) is int or (type(arg) in (tuple, list) and all(type(a) is int for a in arg))
-    )
-
-
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256, typed=True)
 def _cached_geometry(d, in_size, kernel_size, stride, padding, dilation, ceil_mode):
     # N = C = 1 stand in for the batch: pool_geometry reads only in_size (nonzero: checked)
     return shapes.pool_geometry(d, (1, 1, *in_size), kernel_size, stride, padding, dilation, ceil_mode)
@@ -36,14 +29,13 @@ def _cached_geometry(d, in_size, kernel_size, stride, padding, dilation, ceil_mo
 
 def pool_geometry(d, x_shape, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     """``shapes.pool_geometry``, memoised per (spatial size, arguments) when every argument is
-    plain (``_plain``, ceil_mode a bool): validation stays complete (errors are never cached,
-    and a cached geometry is one that passed it with equal, same-typed arguments); any other
+    plain (``shapes.plain_key``): validation stays complete (errors are never cached, and a
+    cached geometry is one that passed it with equal, same-typed arguments); any other
     argument is validated afresh."""
-    args = (kernel_size, stride, padding, dilation)
     in_size = tuple(x_shape[2:])
-    if type(ceil_mode) is bool and min(in_size) > 0 and all(_plain(a) for a in args):
-        key = tuple(tuple(a) if type(a) is list else a for a in args)
-        return _cached_geometry(d, in_size, *key, ceil_mode)
+    key = plain_key(kernel_size, stride, padding, dilation, ceil_mode) if min(in_size) > 0 else None
+    if key is not None:
+        return _cached_geometry(d, in_size, *key)
     return shapes.pool_geometry(d, x_shape, kernel_size, stride, padding, dilation, ceil_mode)
 
 

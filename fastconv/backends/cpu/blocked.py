@@ -10,6 +10,7 @@ have no branches.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -136,22 +137,31 @@ def _from_blocked_kernel(out, blocked, out_w, first, O, start_d, start_h, start_
 def to_blocked(x: np.ndarray, maps, slot: str = "input", channels: range | None = None) -> np.ndarray:
     """x (N, C, D, H, W) float32 -> (N, Cb, len(map_d), len(map_h), len(map_w), 16), in the
     scratch array of ``slot``; only x's ``channels`` (default all: a group's, read in place)."""
-    src_c = np.arange(x.shape[1]) if channels is None else np.arange(channels.start, channels.stop)
-    zero = np.zeros(len(src_c), np.int64)
-    return to_blocked_folded(x, maps, src_c, zero, zero, (1, 1), tuple(len(m) for m in maps), slot)
+    src_c, zero = _channel_table(range(x.shape[1]) if channels is None else channels)
+    size = tuple(len(m) for m in maps)
+    return to_blocked_folded(x, maps, src_c, zero, zero, (1, 1), size, slot, plain=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _channel_table(channels: range) -> tuple[np.ndarray, np.ndarray]:
+    """(source channels, zero offsets) of an unfolded conversion; cached (callers only read)."""
+    return np.arange(channels.start, channels.stop), np.zeros(len(channels), np.int64)
 
 
 def to_blocked_folded(
-    x, maps, src_c, off_h, off_w, steps, size, slot: str = "input", narrow: bool = False
+    x, maps, src_c, off_h, off_w, steps, size, slot: str = "input", narrow: bool = False, plain=None
 ) -> np.ndarray:
     """x (N, C, D, H, W) float32 -> (N, ceil(len(src_c)/16), *size, 16) where blocked channel
     ``ch`` is input channel ``src_c[ch]`` read at padded height ``j*steps[0] + off_h[ch]`` and
     width ``k*steps[1] + off_w[ch]``: kernel taps folded into channels (a partial im2col).
     ``narrow``: fewer than 16 channels are stored as one block of just that many lanes,
-    (N, 1, *size, len(src_c)), which the forward kernel reads without padding."""
+    (N, 1, *size, len(src_c)), which the forward kernel reads without padding. ``plain``:
+    whether the channels are consecutive with zero offsets (nothing folded), found from the
+    tables when not given."""
     lanes = len(src_c) if narrow and len(src_c) < LANES else LANES
     out = scratch(slot, (x.shape[0], -(-len(src_c) // lanes), *size, lanes))
-    plain = not (np.any(src_c != src_c[0] + np.arange(len(src_c))) or off_h.any() or off_w.any())
+    if plain is None:
+        plain = not (np.any(src_c != src_c[0] + np.arange(len(src_c))) or off_h.any() or off_w.any())
     _to_blocked_kernel(out, x, src_c, off_h, off_w, *steps, *maps, plain)
     return out
 
@@ -234,14 +244,21 @@ def _adjoint_taps_kernel(out, w, cells):
 
 def adjoint_taps(w: np.ndarray, taps) -> np.ndarray:
     """w (O, C, KD, KH, KW) -> (C, O, len(taps[0]), len(taps[1]), len(taps[2])): the weight of
-    the adjoint (input and output channels swapped) at the taps ``taps`` (one int array per
-    axis, in the order wanted: a reversed range flips the kernel), in one pass."""
-    o, c, kd, kh, kw = w.shape
-    td, th, tw = (np.asarray(t, np.int64) for t in taps)
-    cells = ((td[:, None, None] * kh + th[None, :, None]) * kw + tw[None, None, :]).reshape(-1)
-    out = np.empty((c, o, len(td), len(th), len(tw)), np.float32)
+    the adjoint (input and output channels swapped) at the taps ``taps`` (one range per axis,
+    in the order wanted: a reversed range flips the kernel), in one pass."""
+    o, c = w.shape[:2]
+    out = np.empty((c, o, *map(len, taps)), np.float32)
+    cells = _tap_cells(w.shape[3:], tuple(taps))
     _adjoint_taps_kernel(out.reshape(c, o, -1), layout.contiguous(w).reshape(o, c, -1), cells)
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_cells(kernel_hw, taps) -> np.ndarray:
+    """Flat cell of each tap of ``taps`` (ranges per axis) in a (KD, KH, KW) kernel; cached
+    (callers only read it)."""
+    (kh, kw), (td, th, tw) = kernel_hw, (np.asarray(t, np.int64) for t in taps)
+    return ((td[:, None, None] * kh + th[None, :, None]) * kw + tw[None, None, :]).reshape(-1)
 
 
 def weight_from_blocked(dw: np.ndarray, blocked: np.ndarray) -> None:

@@ -176,7 +176,12 @@ def _weight_tile(out_blocks: int, kw: int, lanes: int = LANES) -> tuple[int, int
     fit in registers (``simd.fits``). Per output pixel it loads NB vectors of dy and
     broadcasts KT*CS inputs for NB*KT*CS vector FMAs (each h registers wide: 1 on AVX-512,
     2 on AVX2), and one pass over dy and x serves KT taps: pick the most FMAs per load, then
-    the larger tile."""
+    the larger tile. Cached per instruction set."""
+    return _cached_weight_tile(out_blocks, kw, lanes, simd.ISA)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_weight_tile(out_blocks: int, kw: int, lanes: int, isa: str) -> tuple[int, int, int]:
     tiles = [
         (nb, kt, cs)
         for nb in (1, 2, 3, 4)

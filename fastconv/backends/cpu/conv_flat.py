@@ -27,7 +27,9 @@ count.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -274,25 +276,58 @@ def _flat(x, maps, length: int, slot: str, channels: int = 0) -> np.ndarray:
     return out
 
 
-def _run(out, xf, grid, w, bias, offs, phase, data) -> None:
-    """The cells ``blocked.phase_view(out, phase)`` of out (N, O, ...) <- the stride-1 conv of
-    the flat planes xf (N, C, Ps) on ``grid`` with w (O, C, KD, KH, KW), tap offsets offs,
-    + bias (O,) or None; ``data``: the box of the grid that holds input, ``_data_box``."""
-    (n, o), c = out.shape[:2], w.shape[1]
-    size = blocked.phase_view(out, phase).shape[2:]
-    no, v = _out_block(o, _FORWARD_V)
-    og, length = -(-o // no), _length(size, grid, o)
-    wf = np.zeros((og * no, c, len(offs)), np.float32)
-    wf[:o] = w.reshape(o, c, -1)
-    wf = np.ascontiguousarray(wf.reshape(og, no, c, -1).transpose(0, 2, 3, 1))
+_WHOLE = ((0, 0, 0), (1, 1, 1))  # the phase (start, step) of every output cell
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Run:
+    """What ``_run`` computes, from shapes alone (built once per geometry with the plans
+    below): the output cells of ``phase`` (start, step per axis), ``size`` (D, H, W) of
+    them, on a flat ``grid`` with tap offsets ``offs``; register blocks of ``no`` output
+    channels x ``v`` vectors, ``length`` flat cells, and per block the taps that read data."""
+
+    grid: tuple[int, int, int]
+    offs: np.ndarray
+    phase: tuple
+    size: tuple[int, int, int]
+    no: int
+    v: int
+    length: int
+    tap_lo: np.ndarray
+    tap_hi: np.ndarray
+
+
+def _run_plan(grid, offs, phase, size, out_channels: int, data) -> _Run:
+    """The ``_Run`` of outputs ``size`` (phase ``phase``) on ``grid``; ``data``: the box of
+    the grid that holds input (``_data_box``)."""
+    no, v = _out_block(out_channels, _FORWARD_V)
+    length = _length(size, grid, out_channels)
+    tap_lo, tap_hi = _tap_ranges(grid, data, tuple(offs.tolist()), v * LANES, length)
+    return _Run(grid, offs, phase, size, no, v, length, tap_lo, tap_hi)
+
+
+def _run(out, xf, w, bias, run: _Run) -> None:
+    """The cells ``blocked.phase_view(out, run.phase)`` of out (N, O, ...) <- the stride-1
+    conv of the flat planes xf (N, C, Ps) with w (O, C, KD, KH, KW) + bias (O,) or None."""
+    (n, o), c, no = out.shape[:2], w.shape[1], run.no
+    og = -(-o // no)
+    wf = np.zeros(og * no * w[0].size, np.float32)
+    wf[_weight_order(o, c, len(run.offs), no)] = w.reshape(-1)
     b = np.zeros(og * no, np.float32)
     if bias is not None:
         b[:o] = bias
-    res = blocked.scratch("output", (n, og * no, length))
-    tap_lo, tap_hi = _tap_ranges(grid, data, tuple(offs.tolist()), v * LANES, length)
-    kernel = _forward_kernel(no, v)
-    kernel(res, xf.reshape(-1), wf.reshape(-1), b, offs, tap_lo, tap_hi, c, xf.shape[2])
-    _crop(out, res, *grid[1:], *size, *phase[0], *phase[1])
+    res = blocked.scratch("output", (n, og * no, run.length))
+    kernel = _forward_kernel(no, run.v)
+    kernel(res, xf.reshape(-1), wf, b, run.offs, run.tap_lo, run.tap_hi, c, xf.shape[2])
+    _crop(out, res, *run.grid[1:], *run.size, *run.phase[0], *run.phase[1])
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_order(out_channels: int, channels: int, taps: int, no: int) -> np.ndarray:
+    """Where each weight of w (O, C, T), in order, goes in the forward kernel's flat weight
+    (O/NO, C, T, NO): output o = og*NO + j in lane j. Cached (callers only read it)."""
+    o, c, t = np.meshgrid(np.arange(out_channels), np.arange(channels), np.arange(taps), indexing="ij")
+    return (((o // no * channels + c) * taps + t) * no + o % no).reshape(-1)
 
 
 def _data_box(maps) -> tuple[tuple[int, int], ...]:
@@ -332,54 +367,85 @@ def _length(size, grid, out_channels: int) -> int:
     return -(-last // tile) * tile
 
 
+@functools.lru_cache(maxsize=256)
+def _forward_plan(geom: ConvGeometry, out_channels: int, isa: str):
+    """(index maps, ``_Run``, flat input cells) of ``forward``: shapes only, cached per
+    instruction set (the register blocks depend on it)."""
+    maps = layout.index_maps(geom.in_size, geom.pad_lo, layout.extents(geom), geom.padding_mode)
+    grid = tuple(len(m) for m in maps)
+    offs = _offsets(geom.kernel, geom.dilation, grid)
+    run = _run_plan(grid, offs, _WHOLE, geom.out_size, out_channels, _data_box(maps))
+    return maps, run, run.length + int(offs[-1])
+
+
 def forward(out, x, w, bias, geom: ConvGeometry) -> None:
     """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C, KD, KH, KW)) + bias."""
-    maps = layout.index_maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
-    grid = tuple(len(m) for m in maps)
-    offs = _offsets(w.shape[2:], geom.dilation, grid)
-    xf = _flat(x, maps, _length(out.shape[2:], grid, out.shape[1]) + int(offs[-1]), "input")
-    _run(out, xf, grid, w, bias, offs, ((0, 0, 0), (1, 1, 1)), _data_box(maps))
+    maps, run, length = _forward_plan(geom, out.shape[1], simd.ISA)
+    _run(out, _flat(x, maps, length, "input"), w, bias, run)
 
 
-def backward_phases(dx, dy, phases, lo) -> None:
-    """dx (N, C, D, H, W) <- per stride phase ``(phase, w_phase, start, dilation)``: the cells
-    ``blocked.phase_view(dx, phase)`` are the stride-1 conv, with dilation, of dy (N, O, OD,
-    OH, OW) zero-padded by ``lo`` below and read from cell ``start``, with w_phase (C, O, ...).
-    dy is flattened once, on a grid that every phase fits in."""
-    sizes = [blocked.phase_view(dx, phase).shape[2:] for phase, *_ in phases]
+@functools.lru_cache(maxsize=256)
+def _phases_plan(in_size, channels: int, out_size, phases, lo, isa: str):
+    """(index maps of dy, flat cells, a ``_Run`` per phase) of ``backward_phases``: one grid
+    that every phase fits in. Shapes only, cached per instruction set."""
+    sizes = [
+        tuple(len(range(a, n, s)) for a, s, n in zip(*cells, in_size, strict=True)) for cells, *_ in phases
+    ]
     grid = tuple(
         max(
-            size[i] + (w.shape[2 + i] - 1) * dil[i] + start[i]
-            for size, (_, w, start, dil) in zip(sizes, phases, strict=True)
+            size[i] + (kernel[i] - 1) * dil[i] + start[i]
+            for size, (_, kernel, start, dil) in zip(sizes, phases, strict=True)
         )
         for i in range(3)
     )
-    offs = [_offsets(w.shape[2:], dil, grid, start) for _, w, start, dil in phases]
-    length = max(_length(s, grid, dx.shape[1]) + int(o.max()) for s, o in zip(sizes, offs, strict=True))
-    maps = layout.index_maps(dy.shape[2:], lo, grid, "zeros")
-    xf, data = _flat(dy, maps, length, "input"), _data_box(maps)
-    for (phase, w, _, _), o in zip(phases, offs, strict=True):
-        _run(dx, xf, grid, w, None, o, phase, data)
+    offs = [_offsets(kernel, dil, grid, start) for _, kernel, start, dil in phases]
+    length = max(_length(s, grid, channels) + int(o.max()) for s, o in zip(sizes, offs, strict=True))
+    maps = layout.index_maps(out_size, lo, grid, "zeros")
+    data = _data_box(maps)
+    runs = [
+        _run_plan(grid, o, cells, size, channels, data)
+        for (cells, *_), o, size in zip(phases, offs, sizes, strict=True)
+    ]
+    return maps, length, runs
+
+
+def backward_phases(dx, dy, weights, phases, lo) -> None:
+    """dx (N, C, D, H, W) <- per stride phase ``(cells, kernel, start, dilation)``, with its
+    weight of ``weights`` (C, O, *kernel): the cells ``blocked.phase_view(dx, cells)`` are the
+    stride-1 conv, with dilation, of dy (N, O, OD, OH, OW) zero-padded by ``lo`` below and
+    read from cell ``start``. dy is flattened once, on a grid that every phase fits in."""
+    maps, length, runs = _phases_plan(dx.shape[2:], dx.shape[1], dy.shape[2:], phases, lo, simd.ISA)
+    xf = _flat(dy, maps, length, "input")
+    for w, run in zip(weights, runs, strict=True):
+        _run(dx, xf, w, None, run)
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_plan(geom: ConvGeometry, out_channels: int, isa: str):
+    """(maps of x, maps of dy, (NO, TT), tap offsets padded to TT, flat cells of dy and of
+    x, images per chunk) of ``backward_weight``: shapes only, cached per instruction set."""
+    maps = layout.index_maps(geom.in_size, geom.pad_lo, layout.extents(geom), geom.padding_mode)
+    grid = tuple(len(m) for m in maps)
+    block, offs = _out_block(out_channels, _WEIGHT_TT), _offsets(geom.kernel, geom.dilation, grid)
+    length = -(-geom.out_size[0] * grid[1] * grid[2] // LANES) * LANES
+    dy_maps = layout.index_maps(geom.out_size, (0, 0, 0), (geom.out_size[0], *grid[1:]), "zeros")
+    taps = np.zeros(-(-len(offs) // block[1]) * block[1], np.int64)  # padded taps read offset 0; dropped
+    taps[: len(offs)] = offs
+    per_chunk = max(1, _CHUNK_VECTORS * LANES // length)  # never the thread count: deterministic
+    return maps, dy_maps, block, taps, length, length + int(offs[-1]), per_chunk
 
 
 def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     """dw (O, C, KD, KH, KW) <- sum over images and outputs of dy (N, O, OD, OH, OW) x the
     padded input, per tap."""
-    (n, o, *out_size), c = dy.shape, x.shape[1]
-    maps = layout.index_maps(x.shape[2:], geom.pad_lo, layout.extents(geom), geom.padding_mode)
-    grid = tuple(len(m) for m in maps)
-    (no, tt), offs = _out_block(o, _WEIGHT_TT), _offsets(geom.kernel, geom.dilation, grid)
+    (n, o), c, taps = dy.shape[:2], x.shape[1], math.prod(geom.kernel)
+    maps, dy_maps, (no, tt), offs, length, x_length, per_chunk = _weight_plan(geom, o, simd.ISA)
     og = -(-o // no)
-    length = -(-out_size[0] * grid[1] * grid[2] // LANES) * LANES
-    xf = _flat(x, maps, length + int(offs[-1]), "input")
-    dy_maps = layout.index_maps(out_size, (0, 0, 0), (out_size[0], *grid[1:]), "zeros")
+    xf = _flat(x, maps, x_length, "input")
     dyf = _flat(dy, dy_maps, length, "grad", og * no)
-    taps = np.zeros(-(-len(offs) // tt) * tt, np.int64)  # padded taps read offset 0; dropped
-    taps[: len(offs)] = offs
-    per_chunk = max(1, _CHUNK_VECTORS * LANES // length)  # never the thread count: deterministic
-    part = np.empty((-(-n // per_chunk), og * no, c, len(taps)), np.float32)
-    _weight_kernel(no, tt)(part, dyf, xf.reshape(-1), taps, c, xf.shape[2], per_chunk)
+    part = np.empty((-(-n // per_chunk), og * no, c, len(offs)), np.float32)
+    _weight_kernel(no, tt)(part, dyf, xf.reshape(-1), offs, c, xf.shape[2], per_chunk)
     total = part[0].copy()
     for chunk in part[1:]:  # in chunk order: deterministic
         total += chunk
-    dw[...] = total[:o, :, : len(offs)].reshape(dw.shape)
+    dw[...] = total[:o, :, :taps].reshape(dw.shape)

@@ -125,14 +125,16 @@ def _extents(out_size, kernel, stride, dilation, offsets=(0, 0, 0)):
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class _AxisFold:
     """How one spatial axis (height or width) of the input enters the blocked layout.
 
     Each of ``offsets`` becomes a group of channels: blocked cell ``j`` under offset ``a``
     reads padded cell ``j*step + offsets[a]``. The convolution that remains has
     ``taps.shape[1]`` kernel positions with ``stride`` and ``dilation``; ``taps[a, q]`` is the
-    original tap that position ``q`` applies under offset ``a`` (-1: none, a zero weight)."""
+    original tap that position ``q`` applies under offset ``a`` (-1: none, a zero weight).
+    Folds hash and compare by identity (they hold an array); the cached fold plans hand out
+    the same objects for the same shape, which keys the caches built on them."""
 
     step: int
     offsets: tuple[int, ...]
@@ -210,6 +212,16 @@ def _folded_input(x, geom: ConvGeometry, folds, out_width: int, channels=None):
     than 16 of them in one narrow block of just that many lanes; and the geometry of the
     equivalent convolution."""
     channels = range(x.shape[1]) if channels is None else channels
+    maps, tables, steps, size, plain, unit = _folded_plan(geom, folds, out_width, channels)
+    xb = blocked.to_blocked_folded(layout.contiguous(x), maps, *tables, steps, size, narrow=True, plain=plain)
+    return xb, unit
+
+
+@functools.lru_cache(maxsize=256)
+def _folded_plan(geom: ConvGeometry, folds, out_width: int, channels: range):
+    """(maps, (source channel, height offset, width offset) per blocked channel, steps,
+    blocked size, nothing folded, unfolded geometry) of ``_folded_input``: shapes only,
+    cached (folds come from the cached fold plans; they hash by identity)."""
     (fh, fw), c = folds, len(channels)
     (od, oh, _), (kd, sd, dd) = geom.out_size, (geom.kernel[0], geom.stride[0], geom.dilation[0])
     nh, nw = len(fh.offsets), len(fw.offsets)
@@ -218,10 +230,8 @@ def _folded_input(x, geom: ConvGeometry, folds, out_width: int, channels=None):
     off_w = np.tile(np.array(fw.offsets), c * nh)
     size = ((od - 1) * sd + (kd - 1) * dd + 1, fh.size(oh), fw.size(out_width))
     maps = layout.index_maps(
-        x.shape[2:], geom.pad_lo, (size[0], fh.extent(oh), fw.extent(out_width)), geom.padding_mode
+        geom.in_size, geom.pad_lo, (size[0], fh.extent(oh), fw.extent(out_width)), geom.padding_mode
     )
-    steps = (fh.step, fw.step)
-    xb = blocked.to_blocked_folded(layout.contiguous(x), maps, src_c, off_h, off_w, steps, size, narrow=True)
     unit = ConvGeometry(
         stride=(sd, fh.stride, fw.stride),
         pad_lo=(0, 0, 0),
@@ -232,7 +242,8 @@ def _folded_input(x, geom: ConvGeometry, folds, out_width: int, channels=None):
         kernel=(kd, fh.taps.shape[1], fw.taps.shape[1]),
         out_size=geom.out_size,
     )
-    return xb, unit
+    plain = nh * nw == 1 and not (fh.offsets[0] or fw.offsets[0])
+    return maps, (src_c, off_h, off_w), (fh.step, fw.step), size, plain, unit
 
 
 def _tap_index(shape, folds):
@@ -325,45 +336,62 @@ def _phase_taps(r: int, stride: int, dil: int, lo: int, k: int):
     return t0, step_t, len(range(t0, k, step_t)), step_o, (r + lo - t0 * dil) // stride
 
 
+@functools.lru_cache(maxsize=256)
+def _adjoint_phases(in_size, stride, dilation, pad_lo, kernel):
+    """The stride phases of the adjoint, from shapes alone (cached): (dead, phases, taps, lo).
+    dead: the cells (start, step) of the phases no tap reaches; per phase that has cells,
+    ``(cells, kernel, start, dilation)`` of its stride-1 convolution and its taps (one range
+    per axis, reversed: the kernel flipped); lo: dy's zero padding below, enough for every
+    phase (a phase reads from ``start = lo - its own padding``)."""
+    dead, live = [], []
+    for phase in itertools.product(*(range(s) for s in stride)):
+        cells = (phase, stride)
+        taps = [_phase_taps(*a) for a in zip(phase, stride, dilation, pad_lo, kernel, strict=True)]
+        if None in taps:
+            dead.append(cells)
+        elif all(r < n for r, n in zip(phase, in_size, strict=True)):
+            live.append((cells, taps, tuple((m - 1) * so - q0 for _, _, m, so, q0 in taps)))
+    lo = tuple(max(0, *axis) for axis in zip(*(pad for _, _, pad in live), strict=True)) if live else None
+    phases, flipped = [], []
+    for cells, taps, pad in live:
+        flipped.append(tuple(range(t0 + (m - 1) * st, t0 - 1, -st) for t0, st, m, _, _ in taps))
+        start = tuple(a - p for a, p in zip(lo, pad, strict=True))
+        phases.append((cells, tuple(t[2] for t in taps), start, tuple(t[3] for t in taps)))
+    return tuple(dead), tuple(phases), tuple(flipped), lo
+
+
 def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool, cs=None, os=None) -> None:
     """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, one stride phase at a time,
     each a stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the
     phase's taps of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat``
     (dy flattened once), else the channel-blocked ones (dy converted once; with ranges
     ``cs`` and ``os``, only dx's channels cs, from dy's channels os: a group, in place)."""
-    live, span = [], slice(None) if cs is None else _span(cs)
-    for phase in itertools.product(*(range(s) for s in stride)):
-        index = (slice(None), span, *(slice(r, None, s) for r, s in zip(phase, stride, strict=True)))
-        taps = [_phase_taps(*a) for a in zip(phase, stride, dilation, pad_lo, w.shape[2:], strict=True)]
-        if None in taps:
-            dx[index] = 0  # no tap reaches these cells
-        elif dx[index].size:
-            live.append((index, taps, tuple((m - 1) * so - q0 for _, _, m, so, q0 in taps)))
-    if not live:
+    dead, phases, flipped, lo = _adjoint_phases(dx.shape[2:], stride, dilation, pad_lo, w.shape[2:])
+    span = slice(None) if cs is None else _span(cs)
+    for start, step in dead:  # no tap reaches these cells
+        dx[(slice(None), span, *(slice(a, None, b) for a, b in zip(start, step, strict=True)))] = 0
+    if not phases:
         return
-    lo = tuple(max(0, *axis) for axis in zip(*(pad for _, _, pad in live), strict=True))
-    phases = []
-    for index, taps, pad in live:
-        flipped = [range(t0 + (m - 1) * st, t0 - 1, -st) for t0, st, m, _, _ in taps]
-        w_phase = blocked.adjoint_taps(w, flipped)  # (C, O, ...): the adjoint's outputs are x's channels
-        start = tuple(a - p for a, p in zip(lo, pad, strict=True))
-        cells = tuple(sl.start for sl in index[2:]), tuple(sl.step for sl in index[2:])
-        phases.append((cells, w_phase, start, tuple(t[3] for t in taps)))
+    weights = [blocked.adjoint_taps(w, taps) for taps in flipped]  # (C, O, ...): x's channels out
     if flat:
-        conv_flat.backward_phases(dx, dy, phases, lo)
+        conv_flat.backward_phases(dx, dy, weights, phases, lo)
         return
     owp = conv_dense.plan_width(w.shape[1], -(-dx.shape[4] // stride[2]))
-    ext = [
-        _extents((*blocked.phase_view(dx, cells).shape[2:4], owp), w_phase.shape[2:], (1, 1, 1), dil, start)
-        for cells, w_phase, start, dil in phases
-    ]
-    dyb = blocked.to_blocked(
-        layout.contiguous(dy),
-        layout.index_maps(dy.shape[2:], lo, tuple(map(max, zip(*ext, strict=True))), "zeros"),
-        channels=os,
-    )
-    for cells, w_phase, start, dil in phases:
+    maps = _adjoint_maps(dx.shape[2:], dy.shape[2:], phases, lo, owp)
+    dyb = blocked.to_blocked(layout.contiguous(dy), maps, channels=os)
+    for (cells, _, start, dil), w_phase in zip(phases, weights, strict=True):
         conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells, channels=cs)
+
+
+@functools.lru_cache(maxsize=256)
+def _adjoint_maps(in_size, out_size, phases, lo, owp):
+    """Index maps of dy (OD, OH, OW) for the blocked adjoint: zero-padded by ``lo`` below and
+    as far as the phases read, each ``owp`` (the padded output width) wide. Cached."""
+    ext = []
+    for (start, step), kernel, first, dil in phases:
+        size = [len(range(a, n, s)) for a, s, n in zip(start, step, in_size, strict=True)]
+        ext.append(_extents((*size[:2], owp), kernel, (1, 1, 1), dil, first))
+    return layout.index_maps(out_size, lo, tuple(map(max, zip(*ext, strict=True))), "zeros")
 
 
 def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
@@ -407,6 +435,12 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
     layout.fold_padded_grad(dx, dxp, geom)
 
 
+@functools.lru_cache(maxsize=256)
+def _identity_maps(size) -> tuple[np.ndarray, ...]:
+    """Index maps that read every cell of ``size`` once, in order; cached (callers only read)."""
+    return tuple(np.arange(n, dtype=np.int64) for n in size)
+
+
 def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     """dw (O, C/g, KD, KH, KW) <- sum over n and outputs of dy (N, O, OD, OH, OW) x x_padded."""
     if _is_depthwise(geom, x.shape[1], dy.shape[1]):
@@ -434,8 +468,7 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
 def _backward_weight_blocked(dw, dy, x, geom: ConvGeometry, cs=None, os=None) -> None:
     """dw (O', C', ...) <- the weight gradient on the blocked kernels; with ranges ``cs`` and
     ``os``, from x's channels cs and dy's channels os (a group, read in place)."""
-    identity = tuple(np.arange(n, dtype=np.int64) for n in dy.shape[2:])
-    dyb = blocked.to_blocked(layout.contiguous(dy), identity, slot="grad", channels=os)
+    dyb = blocked.to_blocked(layout.contiguous(dy), _identity_maps(dy.shape[2:]), slot="grad", channels=os)
     folds = _fold_plan(geom, x.shape[0], dw.shape[1], dw.shape[0], dy.shape[4])
     xb, unit = _folded_input(x, geom, folds, dy.shape[4], channels=cs)
     folded_channels = dw.shape[1] * len(folds[0].offsets) * len(folds[1].offsets)
