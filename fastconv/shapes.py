@@ -134,24 +134,18 @@ class ConvGeometry:
     padding_mode: str = "zeros"
 
     def lift3(self) -> ConvGeometry:
-        return _lift3(self)
-
-
-@functools.lru_cache(maxsize=512)
-def _lift3(geom: ConvGeometry) -> ConvGeometry:
-    """``ConvGeometry.lift3``, cached (geometries are immutable)."""
-    k = 3 - len(geom.stride)
-    return ConvGeometry(
-        (1,) * k + geom.stride,
-        (0,) * k + geom.pad_lo,
-        (0,) * k + geom.pad_hi,
-        (1,) * k + geom.dilation,
-        geom.groups,
-        (1,) * k + geom.in_size,
-        (1,) * k + geom.kernel,
-        (1,) * k + geom.out_size,
-        geom.padding_mode,
-    )
+        k = 3 - len(self.stride)
+        return ConvGeometry(
+            (1,) * k + self.stride,
+            (0,) * k + self.pad_lo,
+            (0,) * k + self.pad_hi,
+            (1,) * k + self.dilation,
+            self.groups,
+            (1,) * k + self.in_size,
+            (1,) * k + self.kernel,
+            (1,) * k + self.out_size,
+            self.padding_mode,
+        )
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dil: int) -> int:
@@ -226,14 +220,17 @@ def plain_key(*args) -> tuple | None:
     lists as tuples; or None where one is not plain. Plain: None, a bool, int or str, or a
     tuple or list of ints: values validated by their value alone, so that arguments with
     equal keys validate alike (inside a tuple ``1.0 == 1`` and ``True == 1``, so only ints)."""
-    for a in args:
+    lists = False
+    for a in args:  # plain loops: this runs on every call of every small layer
         t = type(a)
         if t is tuple or t is list:
-            if any(type(e) is not int for e in a):
-                return None
+            for e in a:
+                if type(e) is not int:
+                    return None
+            lists = lists or t is list
         elif not (a is None or t is int or t is str or t is bool):
             return None
-    return tuple(tuple(a) if type(a) is list else a for a in args)
+    return tuple(tuple(a) if type(a) is list else a for a in args) if lists else args
 
 
 @functools.lru_cache(maxsize=512, typed=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import shapes
 from ..backends import backend_for
-from .conv import Array, _batched_input, _grad_output, _input_shape, lift
+from .conv import Array, _batched_input, _grad_output, _input_shape, lift, lift3
 from .pool import LAYOUT, OUT_LAYOUT, max_pool_backward, max_pool_with_geometry, name
 
 
@@ -18,7 +18,7 @@ def adaptive_avg_pool(d, x, output_size):
     backend = backend_for(x=x)
     out = backend.empty((*x.shape[:2], *geom.out_size), x.dtype)
     if out.size:
-        backend.avg_pool_forward(lift(out, d), lift(x, d), geom.lift3(), True, 0)
+        backend.avg_pool_forward(lift(out, d), lift(x, d), lift3(geom), True, 0)
     return out[0] if unbatched else out
 
 
@@ -32,7 +32,7 @@ def adaptive_avg_pool_backward(d, grad_output, input_shape):
     backend = backend_for(grad_output=grad_output)
     dx = backend.empty(input_shape, grad_output.dtype)
     if dx.size:
-        backend.avg_pool_backward(lift(dx, d), lift(grad_output, d), geom.lift3(), True, 0)
+        backend.avg_pool_backward(lift(dx, d), lift(grad_output, d), lift3(geom), True, 0)
     return dx[0] if unbatched else dx
 
 

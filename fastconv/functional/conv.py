@@ -7,6 +7,7 @@ so every dimensionality shares one set of compiled kernels.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .. import shapes
@@ -25,6 +26,12 @@ _KERNEL = {
 def lift(a: Array, d: int) -> Array:
     """(N, C, *spatial) with ``d`` spatial axes -> (N, C, D, H, W), a view."""
     return a.reshape(tuple(a.shape[:2]) + (1,) * (3 - d) + tuple(a.shape[2:]))
+
+
+@functools.lru_cache(maxsize=512)
+def lift3(geom):
+    """``geom.lift3()``, memoised (geometries are frozen): the 3-D geometry the kernels see."""
+    return geom.lift3()
 
 
 def _batched_input(name: str, a: Array, d: int) -> tuple[Array, bool]:
@@ -58,7 +65,7 @@ def conv_forward(d, x, weight, bias, stride, padding, dilation, groups, padding_
     backend = backend_for(x=x, weight=weight, bias=bias)
     out = backend.empty((x.shape[0], weight.shape[0], *geom.out_size), dtype)
     if out.size:
-        backend.conv_forward(lift(out, d), lift(x, d), lift(weight, d), bias, geom.lift3())
+        backend.conv_forward(lift(out, d), lift(x, d), lift(weight, d), bias, lift3(geom))
     return out[0] if unbatched else out
 
 
@@ -76,7 +83,7 @@ def conv_backward_input(
         dx = backend.zeros(input_shape, dtype)
     else:
         dx = backend.empty(input_shape, dtype)
-        backend.conv_backward_input(lift(dx, d), lift(grad_output, d), lift(weight, d), geom.lift3())
+        backend.conv_backward_input(lift(dx, d), lift(grad_output, d), lift(weight, d), lift3(geom))
     return dx[0] if unbatched else dx
 
 
@@ -93,7 +100,7 @@ def conv_backward_weight(
     if x.shape[0] == 0:  # empty batch: the gradient is exactly zero
         return backend.zeros(weight_shape, dtype)
     dw = backend.empty(weight_shape, dtype)
-    backend.conv_backward_weight(lift(dw, d), lift(grad_output, d), lift(x, d), geom.lift3())
+    backend.conv_backward_weight(lift(dw, d), lift(grad_output, d), lift(x, d), lift3(geom))
     return dw
 
 

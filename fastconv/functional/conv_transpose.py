@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import shapes
 from ..backends import backend_for
-from .conv import Array, _batched_input, _grad_output, _input_shape, lift
+from .conv import Array, _batched_input, _grad_output, _input_shape, lift, lift3
 
 _LAYOUT = {1: "(N, C_in, L)", 2: "(N, C_in, H, W)", 3: "(N, C_in, D, H, W)"}
 _OUT = {1: "(N, C_out, L_out)", 2: "(N, C_out, H_out, W_out)", 3: "(N, C_out, D_out, H_out, W_out)"}
@@ -36,7 +36,7 @@ def conv_transpose_forward(d, x, weight, bias, stride, padding, output_padding, 
     backend = backend_for(x=x, weight=weight, bias=bias)
     out = backend.empty(_out_shape(x.shape, weight.shape, geom.groups, geom), dtype)
     if out.size:
-        backend.conv_transpose_forward(lift(out, d), lift(x, d), lift(weight, d), bias, geom.lift3())
+        backend.conv_transpose_forward(lift(out, d), lift(x, d), lift(weight, d), bias, lift3(geom))
     return out[0] if unbatched else out
 
 
@@ -54,9 +54,7 @@ def conv_transpose_backward_input(
     backend = backend_for(grad_output=grad_output, weight=weight)
     dx = backend.empty(input_shape, dtype)
     if dx.size:
-        backend.conv_transpose_backward_input(
-            lift(dx, d), lift(grad_output, d), lift(weight, d), geom.lift3()
-        )
+        backend.conv_transpose_backward_input(lift(dx, d), lift(grad_output, d), lift(weight, d), lift3(geom))
     return dx[0] if unbatched else dx
 
 
@@ -75,7 +73,7 @@ def conv_transpose_backward_weight(
     if x.shape[0] == 0:  # empty batch: the gradient is exactly zero
         return backend.zeros(weight_shape, dtype)
     dw = backend.empty(weight_shape, dtype)
-    backend.conv_transpose_backward_weight(lift(dw, d), lift(grad_output, d), lift(x, d), geom.lift3())
+    backend.conv_transpose_backward_weight(lift(dw, d), lift(grad_output, d), lift(x, d), lift3(geom))
     return dw
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from .. import shapes
 from ..backends import backend_for
 from ..shapes import plain_key
-from .conv import Array, _batched_input, _grad_output, _input_shape, lift
+from .conv import Array, _batched_input, _grad_output, _input_shape, lift, lift3
 
 LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 OUT_LAYOUT = {1: "(N, C, L_out)", 2: "(N, C, H_out, W_out)", 3: "(N, C, D_out, H_out, W_out)"}
@@ -37,12 +37,6 @@ def pool_geometry(d, x_shape, kernel_size, stride, padding, dilation=1, ceil_mod
     if key is not None:
         return _cached_geometry(d, in_size, *key)
     return shapes.pool_geometry(d, x_shape, kernel_size, stride, padding, dilation, ceil_mode)
-
-
-@functools.lru_cache(maxsize=256)
-def lift3(geom):
-    """``geom.lift3()``, memoised (geometries are frozen)."""
-    return geom.lift3()
 
 
 def batched_indices(indices, shape, unbatched: bool, plane_size: int, plane: str):
