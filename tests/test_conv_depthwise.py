@@ -219,3 +219,37 @@ def test_partial_vectors_touch_exactly_their_lanes(n):
     want = np.full(40, -1, np.float32)
     want[5 : 5 + n] = src[5 : 5 + n]
     np.testing.assert_array_equal(dst, want)
+
+
+@numba.njit
+def _gather_plane(g, x, plan_maps, ops, L, run):
+    map_d, map_h = plan_maps
+    if run:
+        conv_depthwise._gather_run(g, x.reshape(-1), 0, x.shape[3], x.shape[4], map_d, map_h, ops, L)
+    else:
+        conv_depthwise._gather(g, x.reshape(-1), 0, x.shape[3], x.shape[4], map_d, map_h, ops, L)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("width, stride_w", [(13, 1), (16, 1), (35, 1), (13, 2), (20, 3)])
+def test_gather_builds_the_padded_plane(mode, width, stride_w):
+    """The plane gather equals the index maps read cell by cell (-1: zero) on every row, also
+    where zero padding at width stride 1 takes the whole-vector run (which reads past a row's
+    run, masked only at the very end of x: here the plane is all of x)."""
+    x = np.random.default_rng(width).standard_normal((1, 1, 1, 5, width)).astype(np.float32)
+    geom = conv_geometry(3, x.shape, (1, 1, 1, 3, 3), (1, 1, stride_w), (0, 1, 1), 1, 1, mode)
+    method, (map_d, map_h, ops, L, *_) = conv_depthwise._forward_plan(geom)
+    run = ops[0, 0] == conv_depthwise._RUN
+    assert run == (mode == "zeros" and stride_w == 1)
+    g = np.full(len(map_d) * len(map_h) * L + 16, np.nan, np.float32)
+    _gather_plane(g, x, (map_d, map_h), ops, L, run)
+    Dp, Hp, Wp = conv_depthwise.layout.extents(geom)
+    map_w = conv_depthwise.layout.index_maps(geom.in_size, geom.pad_lo, (Dp, Hp, Wp), mode)[2]
+    wq = L // stride_w
+    cells = np.arange(stride_w)[:, None] + np.arange(wq)[None, :] * stride_w  # as _forward_plan
+    table = np.where(cells < Wp, map_w[np.minimum(cells, Wp - 1)], -1).ravel()
+    want = np.zeros((len(map_d), len(map_h), L), np.float32)
+    for i, j, k in np.ndindex(want.shape):
+        if map_d[i] >= 0 and map_h[j] >= 0 and table[k] >= 0:
+            want[i, j, k] = x[0, 0, map_d[i], map_h[j], table[k]]
+    np.testing.assert_array_equal(g[: want.size].reshape(want.shape), want)

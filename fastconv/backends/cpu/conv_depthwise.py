@@ -5,8 +5,9 @@ Every channel only talks to itself, so each pass is a set of independent plane p
 
 * forward: one job per (n, c) plane. The job gathers its padded input plane into a small
   scratch buffer g (L1/L2 resident; every ``padding_mode`` is an index map per axis, as in
-  ``layout``), then computes the output 16 pixels of a row (one vector) at a time, stored
-  once (a masked store for the row's last, partial vector). A width stride is folded into
+  ``layout``; zero padding at width stride 1 copies each row's run of cells in whole vectors,
+  prefetching ahead), then computes the output 16 pixels of a row (one vector) at a time, stored
+  once (a row's last, partial vector in a few plain stores). A width stride is folded into
   the gather: each row of g holds ``stride`` phases (cells p, p + s, p + 2s, ...), so for any
   stride and dilation every tap reads 16 consecutive outputs' inputs with one vector load.
 * backward-input: the adjoint is a stride-1 correlation, with the flipped kernel, of dy
@@ -212,6 +213,21 @@ def _vstore_strided(typingctx, arr, idx, step, vec, n):
     return types.void(arr, idx, step, vec, n), codegen
 
 
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the cache line of arr[idx] into the caches (``llvm.prefetch``: a read, kept
+    close); it never faults, so an index past the end is harmless."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        fnty = ir.FunctionType(ir.VoidType(), [ir.PointerType(), _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
+
+
 # ---- per-plane building blocks (called inside the parallel jobs) --------------------------
 
 
@@ -248,6 +264,43 @@ def _gather(g, x, xbase, H, W, map_d, map_h, ops, L):
                 else:  # other strides, reflections, zero insertion: gather and scatter
                     step, dstep = of[U64(o + 4)], of[U64(o + 5)]
                     _vstore_strided(g, dst, dstep, _vload_strided(x, at, step, n), n)
+
+
+@njit(**_INNER)
+def _gather_run(g, x, xbase, H, W, map_d, map_h, ops, L):
+    # _gather where ops is the one op (_RUN, a, s0, m): each row is zeros, then m consecutive
+    # cells of x from cell s0 at cell a, then zeros (zero padding, width stride 1). In whole
+    # vectors: the zeros before the run, the run, the zeros after it (which overwrite what the
+    # run's last vector read past its end; only at the very end of x is that vector a masked
+    # load, 3x slower). A store may spill up to 15 cells into the next row, which is written
+    # after it, or into g's 16 spare cells; no part-vector stores (several stores each). Each
+    # row hints the cells 4 KB ahead into the caches, so the plane's reads wait on memory less.
+    # mobilenet's 3x3 forward kernel, alternating calls on the Zen 3 machine: 2.81 ms with
+    # _gather, 2.52 with this copy, 2.23 with the prefetch too (another run: 3.25, 2.99, 2.66)
+    Dp, Hp = map_d.shape[0], map_h.shape[0]
+    a, s0, m = ops[0, 1], ops[0, 2], ops[0, 3]
+    full = m - m % LANES
+    for i in range(Dp):
+        for j in range(Hp):
+            row = (i * Hp + j) * L
+            src_d, src_h = map_d[i], map_h[j]
+            if src_d < 0 or src_h < 0:
+                for t in range(0, L, LANES):
+                    vstore(g, row + t, vzero())
+                continue
+            src = xbase + (src_d * H + src_h) * W + s0
+            for t in range(0, m, LANES):  # the lines 4 KB ahead (rows of this or the next plane)
+                _prefetch(x, src + _AHEAD + t)
+            for t in range(0, a, LANES):
+                vstore(g, row + t, vzero())
+            for t in range(0, full, LANES):
+                vstore(g, row + a + t, vload(x, src + t))
+            if full < m and src + full + LANES <= x.shape[0]:
+                vstore(g, row + a + full, vload(x, src + full))
+            elif full < m:
+                vstore(g, row + a + full, _vload_first(x, src + full, m - full))
+            for t in range(a + m, L, LANES):
+                vstore(g, row + t, vzero())
 
 
 @njit(**_INNER)
@@ -362,7 +415,7 @@ _KERNELS = """
 import numpy as np
 
 from fastconv.backends.cpu.conv_depthwise import (
-    _INNER, _fold, _gather, _tiles_forward, _tiles_weight, _vload_first, _vstore_first,
+    _INNER, _fold, {gather}, _tiles_forward, _tiles_weight, _vload_first, _vstore_first,
 )
 # helpers: {helpers}
 {planes}
@@ -378,8 +431,8 @@ def forward(out, x, w, bias, map_d, map_h, ops, L, tiles, toff, dims):
     xf, of, wf = x.reshape(-1), out.reshape(-1), w.reshape(-1)
     for job in prange(N * C):  # job = n * C + c owns output plane (n, c)
         c = job % C
-        g = np.empty(map_d.shape[0] * map_h.shape[0] * L, np.float32)
-        _gather(g, xf, job * D * H * W, H, W, map_d, map_h, ops, L)
+        g = np.empty(map_d.shape[0] * map_h.shape[0] * L + 16, np.float32)  # 16 spare cells
+        {gather}(g, xf, job * D * H * W, H, W, map_d, map_h, ops, L)
         plane_forward(of, job * plane_out, g, wf, c * taps, vbcast(bias, c), tiles, toff, dims)
 
 
@@ -396,8 +449,8 @@ def backward_input_fold(
     dxf, dyf, wf = dx.reshape(-1), dy.reshape(-1), w.reshape(-1)
     for job in prange(N * C):
         c = job % C
-        g = np.empty(map_d.shape[0] * map_h.shape[0] * L, np.float32)
-        _gather(g, dyf, job * OD * OH * OW, OH, OW, map_d, map_h, ops, L)
+        g = np.empty(map_d.shape[0] * map_h.shape[0] * L + 16, np.float32)  # 16 spare cells
+        {gather}(g, dyf, job * OD * OH * OW, OH, OW, map_d, map_h, ops, L)
         gp = np.empty(Dp * Hp * Wp, np.float32)
         plane_forward(gp, 0, g, wf, c * taps, vzero(), tiles, toff, dims)
         _fold(dxf, job * D * H * W, D, H, W, gp, Hp, Wp, fold_d, fold_h, fold_segs)
@@ -413,10 +466,10 @@ def backward_weight(dw, dy, x, map_d, map_h, ops, L, tiles, toff, dims):
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     dyf, xf = dy.reshape(-1), x.reshape(-1)
     for c in prange(C):
-        g = np.empty(map_d.shape[0] * map_h.shape[0] * L, np.float32)
+        g = np.empty(map_d.shape[0] * map_h.shape[0] * L + 16, np.float32)  # 16 spare cells
         acc = np.zeros(taps * 4 * 16, np.float32)  # (taps, 4 partial sums, 16 lanes)
         for n in range(N):
-            _gather(g, xf, (n * C + c) * D * H * W, H, W, map_d, map_h, ops, L)
+            {gather}(g, xf, (n * C + c) * D * H * W, H, W, map_d, map_h, ops, L)
             plane_weight(acc, dyf, (n * C + c) * plane_out, g, tiles, toff, dims)
         for k in range(taps):
             a = k * 64
@@ -522,13 +575,22 @@ def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
 
 
 @functools.cache
-def _kernels(method: tuple):
-    """The generated module of ``method``: ("tiles",) or ("strip", kh, sh, dh, R, S)."""
+def _kernels(method: tuple, run: bool = False):
+    """The generated module of ``method``: ("tiles",) or ("strip", kh, sh, dh, R, S); its
+    planes gathered by ``_gather_run`` if ``run`` (the plan's row op is _RUN), else by
+    ``_gather``: one gather per module (a gather holding both paths compiled in 4.1 s, against
+    1.5 s for ``_gather`` alone and 2.0 s for ``_gather_run``)."""
     with open(__file__, "rb") as f:  # the module inlines this file's helpers: recompile on change
         helpers = hashlib.sha256(f.read()).hexdigest()[:16]
     planes = _TILES_PLANES if method[0] == "tiles" else _strip_source(*method[1:])
-    name = "depthwise_" + "_".join(map(str, method))
-    return codegen.load(name, _KERNELS.format(helpers=helpers, planes=planes))
+    name = "depthwise_" + "_".join(map(str, method)) + ("_run" if run else "")
+    gather = "_gather_run" if run else "_gather"
+    return codegen.load(name, _KERNELS.format(helpers=helpers, planes=planes, gather=gather))
+
+
+def _module(method: tuple, plan):
+    """The kernels of ``method`` for ``plan`` (its row ops pick the gather)."""
+    return _kernels(method, bool(plan[2][0, 0] == _RUN))
 
 
 def _method(kernel, stride, dilation, out_rows: int) -> tuple:
@@ -564,16 +626,21 @@ def _segments(table: np.ndarray):
     return np.array(segs, np.int64).reshape(-1, 5)
 
 
-_ZERO, _COPY, _STRIDE2, _STRIDED = 0, 1, 2, 3  # kinds of row ops
+_ZERO, _COPY, _STRIDE2, _STRIDED, _RUN = 0, 1, 2, 3, 4  # kinds of row ops
+_AHEAD = 1024  # floats: how far ahead _gather_run prefetches
 
 
 def _row_ops(table: np.ndarray) -> np.ndarray:
     """The row gather of ``table`` as vector ops (kind, dst, src, lanes, src step, dst step),
     each one load and store of the first ``lanes`` of 16, in order: first zeros (a prefix
     and a suffix, or the whole row where reads and zeros interleave), then the segments 16
-    cells at a time."""
+    cells at a time. A row of zeros, one run of consecutive cells, zeros (zero padding with
+    width stride 1, the common case) is the single op (_RUN, first cell, first source,
+    cells) instead, which ``_gather_run`` copies in whole vectors."""
     L = len(table)
     read = np.flatnonzero(table >= 0)
+    if len(read) and np.array_equal(table[read[0] : read[-1] + 1], table[read[0]] + np.arange(len(read))):
+        return np.array([[_RUN, read[0], table[read[0]], len(read), 0, 0]], np.int64)  # _gather_run
     ops = []
     if len(read) < L:
         contiguous = len(read) and read[-1] + 1 - read[0] == len(read)
@@ -689,7 +756,7 @@ def forward(out, x, w, bias, geom: ConvGeometry) -> None:
         return
     b = np.zeros(out.shape[1], np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     method, plan = _forward_plan(geom)
-    _kernels(method).forward(out, layout.contiguous(x), _weights(w), b, *plan)
+    _module(method, plan).forward(out, layout.contiguous(x), _weights(w), b, *plan)
 
 
 def backward_input(dx, dy, w, geom: ConvGeometry) -> None:
@@ -697,7 +764,7 @@ def backward_input(dx, dy, w, geom: ConvGeometry) -> None:
     if dx.size == 0:
         return
     method, size, plan = _backward_input_plan(geom)
-    dy, wf, kernels = layout.contiguous(dy), _weights(w, flip=True), _kernels(method)
+    dy, wf, kernels = layout.contiguous(dy), _weights(w, flip=True), _module(method, plan)
     if geom.padding_mode == "zeros":  # dx is the whole correlation
         kernels.forward(dx, dy, wf, np.zeros(dx.shape[1], np.float32), *plan)
     else:
@@ -709,5 +776,5 @@ def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     padded x (N, C, D, H, W) under each tap."""
     method, plan = _forward_plan(geom)
     result = np.empty((dw.shape[0], math.prod(dw.shape[2:])), np.float32)
-    _kernels(method).backward_weight(result, layout.contiguous(dy), layout.contiguous(x), *plan)
+    _module(method, plan).backward_weight(result, layout.contiguous(dy), layout.contiguous(x), *plan)
     dw[:, 0] = result.reshape(dw.shape[0], *dw.shape[2:])
