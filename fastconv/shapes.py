@@ -206,8 +206,9 @@ def conv_geometry(
     """Validate a convolution's shapes and arguments; return its geometry.
 
     Shapes: x_shape (N, C_in, *in_size), w_shape (C_out, C_in/groups, *kernel). Cached
-    where every argument is a plain int, string or tuple of ints (the per-call cost of a
-    small layer); anything else (NumPy ints, lists, bools, wrong types) is checked afresh.
+    where every argument is plain (``plain_key``; the per-call cost of a small layer):
+    NumPy ints, floats and other types are checked afresh, and a bool never meets a cached
+    int (the cache is typed), so validation is the same either way.
     """
     key = plain_key(d, tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups, padding_mode)
     if key is not None:

@@ -174,7 +174,7 @@ def test_flat_tap_ranges_keep_every_tap_that_reads_data(grid, data):
 
     offs = conv_flat._offsets((1, 3, 4), (1, 2, 1), grid)
     tile, length = 16, 128
-    lo, hi = conv_flat._tap_ranges(grid, data, tuple(offs.tolist()), tile, length)
+    lo, hi = conv_flat._tap_ranges(grid, data, offs, tile, length)
     inside = np.zeros(grid, bool)
     inside[tuple(slice(a, b) for a, b in data)] = True
     flat = np.concatenate([inside.reshape(-1), np.zeros(length + offs.max(), bool)])

@@ -172,6 +172,11 @@ def phase_view(out: np.ndarray, phase) -> np.ndarray:
     return out[(slice(None), slice(None), *(slice(a, None, b) for a, b in zip(start, step, strict=True)))]
 
 
+def phase_size(size, phase) -> tuple[int, ...]:
+    """The spatial shape of ``phase_view`` for an array of spatial shape ``size``."""
+    return tuple(len(range(a, n, b)) for a, b, n in zip(*phase, size, strict=True))
+
+
 def from_blocked(
     out: np.ndarray, blocked: np.ndarray, phase=((0, 0, 0), (1, 1, 1)), channels: range | None = None
 ) -> None:

@@ -258,11 +258,9 @@ def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, s
                     of[U64(dst + k * step_w)] = rf[U64(src + k)]
 
 
-@functools.lru_cache(maxsize=256)
 def _offsets(kernel, dilation, grid, start=(0, 0, 0)) -> np.ndarray:
     """Flat offset of each tap (kd, kh, kw), in that order, on a grid of (Dx, Hx, Wx) cells,
-    reading from cell ``start``. Cached per geometry: callers only read it (a read-only
-    array would be another type to Numba, compiling every kernel again)."""
+    reading from cell ``start`` (computed for the cached plans below)."""
     _, hx, wx = grid
     kd, kh, kw = (s + np.arange(k) * d for s, k, d in zip(start, kernel, dilation, strict=True))
     return ((kd[:, None, None] * hx + kh[None, :, None]) * wx + kw[None, None, :]).reshape(-1)
@@ -302,7 +300,7 @@ def _run_plan(grid, offs, phase, size, out_channels: int, data) -> _Run:
     the grid that holds input (``_data_box``)."""
     no, v = _out_block(out_channels, _FORWARD_V)
     length = _length(size, grid, out_channels)
-    tap_lo, tap_hi = _tap_ranges(grid, data, tuple(offs.tolist()), v * LANES, length)
+    tap_lo, tap_hi = _tap_ranges(grid, data, offs, v * LANES, length)
     return _Run(grid, offs, phase, size, no, v, length, tap_lo, tap_hi)
 
 
@@ -340,12 +338,11 @@ def _data_box(maps) -> tuple[tuple[int, int], ...]:
     return tuple(box)
 
 
-@functools.lru_cache(maxsize=256)
 def _tap_ranges(grid, data, offs, tile: int, length: int) -> tuple[np.ndarray, np.ndarray]:
     """(tap_lo, tap_hi) per block of ``tile`` output cells: the first and one past the last tap
     of ``offs`` whose reads from the block touch the ``data`` box of the grid; taps outside
     read only zero padding and add nothing (the full-padded input gradient of a small image
-    skips about a quarter of its taps). Cached per geometry (callers only read them)."""
+    skips about a quarter of its taps). Computed for the cached plans below."""
     inside = np.zeros(grid, bool)
     inside[tuple(slice(a, b) for a, b in data)] = True
     count = np.concatenate([[0], np.cumsum(inside.reshape(-1))])  # data cells before each flat cell
@@ -388,9 +385,7 @@ def forward(out, x, w, bias, geom: ConvGeometry) -> None:
 def _phases_plan(in_size, channels: int, out_size, phases, lo, isa: str):
     """(index maps of dy, flat cells, a ``_Run`` per phase) of ``backward_phases``: one grid
     that every phase fits in. Shapes only, cached per instruction set."""
-    sizes = [
-        tuple(len(range(a, n, s)) for a, s, n in zip(*cells, in_size, strict=True)) for cells, *_ in phases
-    ]
+    sizes = [blocked.phase_size(in_size, cells) for cells, *_ in phases]
     grid = tuple(
         max(
             size[i] + (kernel[i] - 1) * dil[i] + start[i]

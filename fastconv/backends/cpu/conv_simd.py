@@ -368,8 +368,8 @@ def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool, cs=No
     ``cs`` and ``os``, only dx's channels cs, from dy's channels os: a group, in place)."""
     dead, phases, flipped, lo = _adjoint_phases(dx.shape[2:], stride, dilation, pad_lo, w.shape[2:])
     span = slice(None) if cs is None else _span(cs)
-    for start, step in dead:  # no tap reaches these cells
-        dx[(slice(None), span, *(slice(a, None, b) for a, b in zip(start, step, strict=True)))] = 0
+    for cells in dead:  # no tap reaches these cells
+        blocked.phase_view(dx[:, span], cells)[...] = 0
     if not phases:
         return
     weights = [blocked.adjoint_taps(w, taps) for taps in flipped]  # (C, O, ...): x's channels out
@@ -388,8 +388,8 @@ def _adjoint_maps(in_size, out_size, phases, lo, owp):
     """Index maps of dy (OD, OH, OW) for the blocked adjoint: zero-padded by ``lo`` below and
     as far as the phases read, each ``owp`` (the padded output width) wide. Cached."""
     ext = []
-    for (start, step), kernel, first, dil in phases:
-        size = [len(range(a, n, s)) for a, s, n in zip(start, step, in_size, strict=True)]
+    for cells, kernel, first, dil in phases:
+        size = blocked.phase_size(in_size, cells)
         ext.append(_extents((*size[:2], owp), kernel, (1, 1, 1), dil, first))
     return layout.index_maps(out_size, lo, tuple(map(max, zip(*ext, strict=True))), "zeros")
 
