@@ -1,6 +1,7 @@
 """The layout conversions of the SIMD kernels against plain NumPy: padding
 through index maps, 8 x 8 register transposes with their tails, narrow (fewer than 16
-lanes) blocks, folded taps, stride phases, the weight layouts, and the flat planes of
+lanes) blocks, folded taps, the blocked forward's stores into stride phases, the weight
+layouts, and the flat planes of
 ``conv_flat`` with their tap ranges."""
 
 from __future__ import annotations
@@ -68,30 +69,45 @@ def test_narrow_blocks_hold_just_the_channels(channels):
 
 
 @pytest.mark.parametrize(
-    "out_shape, channels, out_w, phase",
+    "n, c_in, o, cells, phase, first",
     [
-        ((2, 3, 2, 5, 24), 45, 21, ((0, 0, 0), (1, 1, 1))),  # 8-channel groups and a 5-channel tail
-        ((1, 1, 1, 4, 16), 16, 16, ((0, 0, 0), (1, 1, 1))),
-        ((2, 2, 1, 4, 12), 29, 9, ((0, 1, 0), (1, 2, 1))),  # a stride phase of the height
-        ((2, 1, 1, 3, 8), 5, 7, ((0, 0, 1), (1, 1, 2))),  # a strided width: no transposes
+        (2, 19, 45, (2, 5, 21), ((0, 0, 0), (1, 1, 1)), 0),  # 8-channel groups, a 5-channel tail
+        (1, 16, 16, (1, 4, 16), ((0, 0, 0), (1, 1, 1)), 0),  # whole transposes only
+        (2, 3, 29, (1, 4, 9), ((0, 1, 0), (1, 2, 1)), 2),  # narrow input, a height phase, a group
+        (2, 20, 5, (1, 3, 7), ((0, 0, 1), (1, 1, 2)), 1),  # a strided width: no transposes
+        (1, 7, 24, (2, 2, 13), ((1, 0, 0), (2, 1, 1)), 0),  # a ragged row end: overlapping transposes
     ],
 )
-def test_from_blocked_writes_exactly_its_cells(out_shape, channels, out_w, phase):
-    n, ob, od, oh, owp = out_shape
+def test_blocked_forward_writes_exactly_its_cells(n, c_in, o, cells, phase, first):
+    # a 1x1 convolution picking input channel k % c_in for output k, plus a distinct bias:
+    # every output cell is exactly x + bias, stored only into its phase's cells and channels
     rng = np.random.default_rng(2)
-    src = rng.standard_normal((n, ob, od, oh, owp, LANES)).astype(np.float32)
+    width = conv_dense.plan_width(o, cells[2])  # the kernel computes the padded row
+    x = rng.standard_normal((n, c_in, cells[0], cells[1], width)).astype(np.float32)
+    xb = blocked.to_blocked_folded(
+        x,
+        layout.index_maps(x.shape[2:], (0, 0, 0), x.shape[2:], "zeros"),
+        np.arange(c_in),
+        *[np.zeros(c_in, np.int64)] * 2,
+        (1, 1),
+        x.shape[2:],
+        narrow=True,
+    )
+    w = np.zeros((o, c_in, 1, 1, 1), np.float32)
+    w[np.arange(o), np.arange(o) % c_in] = 1
+    bias = rng.standard_normal(o).astype(np.float32)
     (s_d, s_h, s_w), (t_d, t_h, t_w) = phase
-    size = (s_d + (od - 1) * t_d + 1, s_h + (oh - 1) * t_h + 1, s_w + (out_w - 1) * t_w + 1)
-    out = np.full((n, channels, *size), 7.0, np.float32)
+    size = tuple(s + (k - 1) * t + 1 for s, t, k in zip(*phase, cells, strict=True))
+    out = np.full((n, first + o + 2, *size), 7.0, np.float32)
     want = out.copy()
-    cells = want[:, :, s_d::t_d, s_h::t_h, s_w::t_w]
-    cells[...] = src.transpose(0, 1, 5, 2, 3, 4).reshape(n, ob * LANES, od, oh, owp)[
-        :, :channels, ..., :out_w
-    ]
-    blocked.from_blocked(out, src, phase)
+    picked = x[:, np.arange(o) % c_in, :, :, : cells[2]] + bias[:, None, None, None]
+    want[:, first : first + o, s_d::t_d, s_h::t_h, s_w::t_w] = picked
+    conv_dense.run_blocked(out, xb, w, bias, (1, 1, 1), (1, 1, 1), (0, 0, 0), phase, range(first, first + o))
     np.testing.assert_array_equal(out, want)
-    strided = np.full((n, channels, *size, 2), 7.0, np.float32)[..., 0]  # not contiguous
-    blocked.from_blocked(strided, src, phase)
+    strided = np.full((*out.shape, 2), 7.0, np.float32)[..., 0]  # not contiguous
+    conv_dense.run_blocked(
+        strided, xb, w, bias, (1, 1, 1), (1, 1, 1), (0, 0, 0), phase, range(first, first + o)
+    )
     np.testing.assert_array_equal(strided, want)
 
 

@@ -21,6 +21,7 @@ from . import layout
 from .simd import LANES, U64, transpose8
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+_INNER = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
 
 
 def blocks(channels: int) -> int:
@@ -100,38 +101,24 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
                     of[U64(dst + iw * L + c)] = xf[U64(src + src_w)] if src_w >= 0 else 0
 
 
-@njit(**_JIT)
-def _from_blocked_kernel(out, blocked, out_w, first, O, start_d, start_h, start_w, step_d, step_h, step_w):
-    # out[n, first + o, start_d + od*step_d, start_h + oh*step_h, start_w + ow*step_w] (o < O) <- blocked
-    # (N, Ob, OD, OH, OWp >= out_w, 16), out C-contiguous: in whole rows (step_w 1), 8 channels x 8 pixels
-    # per register transpose; the row tails and strided rows one by one, through flat indices
-    N, C, D, H, W = out.shape
-    Ob, OD, OH, OWp = blocked.shape[1], blocked.shape[2], blocked.shape[3], blocked.shape[4]
-    of, bf = out.reshape(-1), blocked.reshape(-1)
-    plane = D * H * W
-    full = out_w - out_w % 8 if step_w == 1 else 0
-    for job in prange(N * Ob * OD * OH):  # one blocked row (kept in L1) -> up to 16 output rows
-        oh = job % OH
-        t = job // OH
-        od = t % OD
-        t //= OD
-        ob = t % Ob
-        n = t // Ob
-        src = (((n * Ob + ob) * OD + od) * OH + oh) * OWp * LANES
-        row = (
-            (n * C + first + ob * LANES) * plane
-            + ((start_d + od * step_d) * H + start_h + oh * step_h) * W
-            + start_w
-        )
-        for c0 in range(0, min(LANES, O - ob * LANES), 8):
-            channels = min(8, O - ob * LANES - c0)
-            dst = row + c0 * plane
-            done = full if channels == 8 else 0
-            for ow in range(0, done, 8):
-                transpose8(of, dst + ow, plane, bf, src + ow * LANES + c0, LANES)
-            for c in range(channels):
-                for ow in range(done, out_w):
-                    of[U64(dst + c * plane + ow * step_w)] = bf[U64(src + ow * LANES + c0 + c)]
+@njit(**_INNER)
+def store_row(of, dst, plane, out_w, step_w, channels, row, src):
+    # of[dst + c*plane + ow*step_w] <- row[src + ow*16 + c] for c < channels <= 16, ow < out_w: one
+    # blocked row (pixels x 16 lanes, in L1) into rows ``plane`` apart of a flat, C-contiguous NCDHW
+    # array (the forward kernels' epilogue). Rows of 8 or more cells (step_w 1) go 8 channels x 8
+    # pixels per register transpose, a ragged end as one more transpose that overlaps the last
+    # (the same bits stored twice); the other rows and a channel tail one cell at a time
+    for c0 in range(0, channels, 8):
+        d, s = dst + c0 * plane, src + c0
+        if channels - c0 >= 8 and step_w == 1 and out_w >= 8:
+            for ow in range(0, out_w - 7, 8):
+                transpose8(of, d + ow, plane, row, s + ow * LANES, LANES)
+            if out_w % 8:
+                transpose8(of, d + out_w - 8, plane, row, s + (out_w - 8) * LANES, LANES)
+            continue
+        for c in range(min(8, channels - c0)):
+            for ow in range(out_w):
+                of[U64(d + c * plane + ow * step_w)] = row[U64(s + ow * LANES + c)]
 
 
 def to_blocked(x: np.ndarray, maps, slot: str = "input", channels: range | None = None) -> np.ndarray:
@@ -175,23 +162,6 @@ def phase_view(out: np.ndarray, phase) -> np.ndarray:
 def phase_size(size, phase) -> tuple[int, ...]:
     """The spatial shape of ``phase_view`` for an array of spatial shape ``size``."""
     return tuple(len(range(a, n, b)) for a, b, n in zip(*phase, size, strict=True))
-
-
-def from_blocked(
-    out: np.ndarray, blocked: np.ndarray, phase=((0, 0, 0), (1, 1, 1)), channels: range | None = None
-) -> None:
-    """out (N, O, OD, OH, OW) <- blocked (N, Ob, OD, OH, OWp, 16); with ``phase``, only the
-    cells of ``phase_view(out, phase)``, written in place (a stride phase of the adjoint);
-    with ``channels``, only those of out's channels (a group's: blocked channel 0 is the first)."""
-    channels = range(out.shape[1]) if channels is None else channels
-    out_w = phase_view(out, phase).shape[4]
-    args = (out_w, channels.start, len(channels), *phase[0], *phase[1])
-    if out.flags.c_contiguous:
-        _from_blocked_kernel(out, blocked, *args)
-        return
-    dense = np.ascontiguousarray(out)  # the cells outside the phase keep their values
-    _from_blocked_kernel(dense, blocked, *args)
-    out[...] = dense
 
 
 @njit(**_JIT)

@@ -3,8 +3,10 @@
 A register-blocked microkernel needs its accumulators as named local variables, one per
 (pixel, vector) of the block, so its source is generated per register-block shape.
 Numba cannot cache functions made by ``exec``; a module file imported from the cache folder
-caches like any other. The file name carries a hash of the source, the SIMD helpers and the
-Numba version, so a change to any of them compiles afresh instead of loading stale code.
+caches like any other. The file name carries a hash of the source, the SIMD helpers, the
+modules whose helpers the source calls (``deps``: Numba's cache would not notice a change
+to them) and the Numba version, so a change to any of them compiles afresh instead of
+loading stale code.
 """
 
 from __future__ import annotations
@@ -32,18 +34,20 @@ _JIT = dict(parallel=True, cache=True, fastmath=set({fastmath!r}), error_model="
 _loaded: dict[str, ModuleType] = {}
 
 
-def _fingerprint(source: str) -> str:
+def _fingerprint(source: str, deps: tuple[str, ...]) -> str:
     h = hashlib.sha256(source.encode())
-    with open(simd.__file__, "rb") as f:
-        h.update(f.read())
+    for path in (simd.__file__, *deps):
+        with open(path, "rb") as f:
+            h.update(f.read())
     h.update(numba.__version__.encode())
     return h.hexdigest()[:16]
 
 
-def load(name: str, body: str) -> ModuleType:
-    """Import (writing it first if needed) the generated module ``name`` with ``body``."""
+def load(name: str, body: str, deps: tuple[str, ...] = ()) -> ModuleType:
+    """Import (writing it first if needed) the generated module ``name`` with ``body``, which
+    calls helpers from the module files ``deps``."""
     source = _HEADER.format(fastmath=sorted(config.FASTMATH)) + body
-    key = f"{name}_{_fingerprint(source)}"
+    key = f"{name}_{_fingerprint(source, deps)}"
     if key in _loaded:
         return _loaded[key]
     folder = os.path.join(config.CACHE_DIR, "generated")

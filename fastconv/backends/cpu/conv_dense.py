@@ -8,7 +8,9 @@ broadcasts one input value per pixel and does NB x RW fused multiply-adds agains
 vectors (an outer product). Input channels are the broadcast side, so a block's padding
 lanes need not be read: the last block runs over its real channels only, and an input of
 fewer than 16 channels is stored narrow (just its channels per pixel) with the width taps
-of each kernel row packed into one run of weights (``narrow_weight``).
+of each kernel row packed into one run of weights (``narrow_weight``). The row is computed
+into an L1 buffer and transposed from there straight into the NCDHW output (no blocked
+output array written to memory and read back).
 
 Backward-weight: each job owns the dW of NB output blocks x one input block x one depth tap
 (jobs never share a sum, so no reduction crosses threads) and adds into it row by row of
@@ -70,22 +72,29 @@ def _forward_source(nb: int, rw: int) -> str:
     ragged = step("c", " " * 36)
     store = []
     for j in range(nb):
-        store.append(f"{ind}o = ((((n * Ob + ob0 + {j}) * OD + od) * OH + oh) * OWp + ow0) * 16")
-        store += [f"{ind}vstore(of, o + {i * 16}, {acc[j][i]})" for i in range(rw)]
+        store.append(f"{ind}o = ({j} * OWp + ow0) * 16")
+        store += [f"{ind}vstore(row, o + {i * 16}, {acc[j][i]})" for i in range(rw)]
     return f"""
+import numpy as np
+
+from fastconv.backends.cpu.blocked import store_row
+
 
 @njit(**_JIT)
-def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w):
-    # out (N, Ob, OD, OH, OWp, 16) = valid conv of xb (N, Cb, Dp, Hp, Wp, L) from cell (off_d, off_h, off_w) with
-    # wb (Ob, Cb, KD, KH, KW, CL, 16) + bias; register block: {rw} output pixels x {nb} vectors of 16 output channels.
-    # Per tap the CL inputs from xb[..., w*L] on are read (CL = L = 16: one channel block); the last block reads
-    # just ``tail`` (its padding lanes cost nothing). A narrow input (L < 16 channels) with its width taps packed
-    # into the weights reads CL = KW*L consecutive cells per kernel row (see ``narrow_weight``).
-    N, Ob, OD, OH, OWp = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, cells, first, O, OWp):
+    # out[n, first + o, cells] (o < O; cells: start + i*step per spatial axis, OD x OH x out_w of them) <- valid
+    # conv of xb (N, Cb, Dp, Hp, Wp, L) from cell (off_d, off_h, off_w) with wb (Ob, Cb, KD, KH, KW, CL, 16) + bias;
+    # out C-contiguous. Register block: {rw} output pixels x {nb} vectors of 16 output channels. Per tap the CL
+    # inputs from xb[..., w*L] on are read (CL = L = 16: one channel block); the last block reads just ``tail``
+    # (its padding lanes cost nothing). A narrow input (L < 16 channels) with its width taps packed into the
+    # weights reads CL = KW*L consecutive cells per kernel row (see ``narrow_weight``). Each job computes its
+    # row of OWp >= out_w pixels into an L1 buffer and transposes it into out (``blocked.store_row``).
+    N, C, D, H, W = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    (OD, OH, out_w), (start_d, start_h, start_w), (step_d, step_h, step_w) = cells
     Cb, Dp, Hp, Wp, L = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
-    KD, KH, KW, CL = wb.shape[2], wb.shape[3], wb.shape[4], wb.shape[5]
+    Ob, KD, KH, KW, CL = wb.shape[0], wb.shape[2], wb.shape[3], wb.shape[4], wb.shape[5]
     xf, wf, of = xb.reshape(-1), wb.reshape(-1), out.reshape(-1)
-    xs = sw * L
+    xs, plane = sw * L, D * H * W
     n_groups = Ob // {nb}
     for job in prange(N * n_groups * OD * OH):
         oh = job % OH
@@ -94,6 +103,7 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w)
         t //= OD
         ob0 = (t % n_groups) * {nb}
         n = t // n_groups
+        row = np.empty({nb} * OWp * 16, np.float32)  # (NB, OWp, 16)
         for ow0 in range(0, OWp, {rw}):
 {init}
             for cb in range(Cb):
@@ -111,6 +121,12 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w)
                                 for c in range(cn):
 {ragged}
 {chr(10).join(store)}
+        at = ((start_d + od * step_d) * H + start_h + oh * step_h) * W + start_w
+        for j in range({nb}):
+            channels = min(16, O - (ob0 + j) * 16)  # none in a block of padding
+            if channels > 0:
+                dst = (n * C + first + (ob0 + j) * 16) * plane + at
+                store_row(of, dst, plane, out_w, step_w, channels, row, j * OWp * 16)
 """
 
 
@@ -211,7 +227,9 @@ def weight_speed(out_blocks: int, kw: int, lanes: int) -> float:
 
 @functools.cache
 def _forward_kernel(nb: int, rw: int):
-    return codegen.load(f"conv_forward_nb{nb}_rw{rw}", _forward_source(nb, rw)).kernel
+    return codegen.load(
+        f"conv_forward_nb{nb}_rw{rw}", _forward_source(nb, rw), deps=(blocked.__file__,)
+    ).kernel
 
 
 @functools.cache
@@ -245,10 +263,11 @@ def run_blocked(
     out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0, 0, 0), (1, 1, 1)), channels=None
 ) -> None:
     """out (N, O, OD, OH, OW) = valid conv of the blocked input xb, read from ``offsets``,
-    with w (O', C, KD, KH, KW) + bias (O',) or None; only ``blocked.phase_view(out, phase)``
-    and, with ``channels`` (a range of O' channels: a group's), only those."""
-    shape = blocked.phase_view(out, phase).shape
-    nb, rw, ob_padded, owp = _plan(w.shape[0], shape[4])
+    with w (O', C, KD, KH, KW) + bias (O',) or None; only the cells of
+    ``blocked.phase_view(out, phase)`` and, with ``channels`` (a range of O' channels: a
+    group's), only those; the others keep their values."""
+    cells = blocked.phase_size(out.shape[2:], phase)
+    nb, rw, ob_padded, owp = _plan(w.shape[0], cells[2])
     if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
         wb = narrow_weight(w, dilation[2] == 1)
         tail = wb.shape[5]
@@ -257,10 +276,14 @@ def run_blocked(
         tail = w.shape[1] - LANES * (xb.shape[1] - 1)
     if ob_padded != wb.shape[0]:
         wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
-    ob = blocked.scratch("output", (shape[0], ob_padded, *shape[2:4], owp, LANES))
     bias_b = blocked.bias_to_blocked(bias, ob_padded)
-    _forward_kernel(nb, rw)(ob, xb, wb, bias_b, tail, *stride, *dilation, *offsets)
-    blocked.from_blocked(out, ob, phase, channels)
+    first = 0 if channels is None else channels.start
+    dense = out if out.flags.c_contiguous else np.ascontiguousarray(out)  # other cells kept
+    kernel = _forward_kernel(nb, rw)
+    where = tuple(tuple(int(v) for v in axis) for axis in (cells, *phase))  # int64s: one signature
+    kernel(dense, xb, wb, bias_b, tail, *stride, *dilation, *offsets, where, first, w.shape[0], owp)
+    if dense is not out:
+        out[...] = dense
 
 
 def narrow_weight(w: np.ndarray, pack_width: bool) -> np.ndarray:
