@@ -36,7 +36,7 @@ from numba import njit, prange
 
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
-from . import blocked, codegen, layout, simd
+from . import blocked, codegen, conv_dense, layout, simd
 from .simd import LANES, U64
 
 # {NO: (V, relative speed)} per instruction set (``simd.ISA``): vectors of 16 pixels
@@ -57,8 +57,9 @@ _WEIGHT_TT = {
 _JOB_TILES = 4  # forward: register blocks of pixels per job (see the module docstring)
 _CHUNK_VECTORS = 8192  # backward-weight: images per partial sum, from the shape alone
 # most output channels (of the pass) for which these kernels beat the channel-blocked ones,
-# measured on LeNet's layers: 16 outputs still win in a forward pass (one or two blocks of
-# the blocked kernels are too narrow for a full register block), not in backward-weight
+# measured on LeNet's layers: 16 outputs still win in a forward pass on AVX-512 (one or two
+# blocks of the blocked kernels are too narrow for its register blocks; AVX2: ``applies``),
+# not in backward-weight
 _MAX_OUT_CHANNELS = {"forward": 16, "backward_input": 16, "backward_weight": 12}
 
 
@@ -71,15 +72,41 @@ def applies(
     On AVX2 the blocked kernels run a 16-channel output at full speed (their register block
     has one channel vector there anyway), so they keep the passes whose input and output
     channels both fill whole 16-lane blocks (a 3-D layer's 32 -> 16 input gradient: 7.7 ms
-    blocked, 9.6 ms here, on the Zen 3 machine)."""
+    blocked, 9.6 ms here, on the Zen 3 machine), and the forwards of whole blocks of outputs
+    where they compute less (``_blocked_cheaper``)."""
     shape_fits = geom.groups == 1 and (op == "backward_input" or geom.stride == (1, 1, 1))
     if not shape_fits:
         return False
     if any_channels:
         return True
-    if simd.ISA == "avx2" and out_channels % LANES == 0 and in_channels % LANES == 0:
-        return False
+    if simd.ISA == "avx2" and out_channels % LANES == 0:
+        if in_channels % LANES == 0 or (
+            op == "forward" and _blocked_cheaper(geom, out_channels, in_channels)
+        ):
+            return False
     return out_channels <= _MAX_OUT_CHANNELS[op]
+
+
+_NARROW = 1.2
+"""How much slower, per computed pixel, the blocked forward runs on a narrow input (fewer
+than 16 channels) than its register-block speed says. On the Zen 3 machine, alternating
+calls, 16-output forwards of 1 to 10 input channels ran 1.05-1.48x slower than the cost
+model without it predicts (more for fewer channels: 1 channel 1.48); with 1.2 it picks the
+faster kernels in 7 of 9 such shapes and misses the other two by 7-8%."""
+
+
+def _blocked_cheaper(geom: ConvGeometry, out_channels: int, in_channels: int) -> bool:
+    """Whether the blocked kernels compute the forward of ``geom`` in less time, per output
+    pixel, than these: here every flat cell up to the last output is computed (whole grid
+    rows, ``_length``) for NO-padded channels, there each row is padded to whole register
+    blocks. LeNet's 6 -> 16 5x5 on 14x14 (N = 64) computes 1.44 flat cells per output here
+    (18 channels) and 1.0 there: 0.56 ms blocked against 0.66 ms flat, paired."""
+    no = _out_block(out_channels, _FORWARD_V)[0]
+    cells = _length(geom.out_size, layout.extents(geom), out_channels) / math.prod(geom.out_size)
+    flat = cells * (-(-out_channels // no) * no / out_channels) / _FORWARD_V[simd.ISA][no][1]
+    nb, rw, _, owp = conv_dense._plan(out_channels, geom.out_size[2])
+    blocked_cost = owp / geom.out_size[2] / conv_dense._BLOCKS[simd.ISA][nb][rw]
+    return blocked_cost * (_NARROW if in_channels < LANES else 1.0) < flat
 
 
 def _out_block(channels: int, table: dict) -> tuple[int, int]:
