@@ -96,6 +96,12 @@ faster kernels in 7 of 9 such shapes and misses the other two by 7-8%."""
 
 
 def _blocked_cheaper(geom: ConvGeometry, out_channels: int, in_channels: int) -> bool:
+    """``_cached_blocked_cheaper`` for this instruction set: shapes only, cached."""
+    return _cached_blocked_cheaper(geom, out_channels, in_channels, simd.ISA)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_blocked_cheaper(geom: ConvGeometry, out_channels: int, in_channels: int, isa: str) -> bool:
     """Whether the blocked kernels compute the forward of ``geom`` in less time, per output
     pixel, than these: here every flat cell up to the last output is computed (whole grid
     rows, ``_length``) for NO-padded channels, there each row is padded to whole register
@@ -103,9 +109,9 @@ def _blocked_cheaper(geom: ConvGeometry, out_channels: int, in_channels: int) ->
     (18 channels) and 1.0 there: 0.56 ms blocked against 0.66 ms flat, paired."""
     no = _out_block(out_channels, _FORWARD_V)[0]
     cells = _length(geom.out_size, layout.extents(geom), out_channels) / math.prod(geom.out_size)
-    flat = cells * (-(-out_channels // no) * no / out_channels) / _FORWARD_V[simd.ISA][no][1]
+    flat = cells * (-(-out_channels // no) * no / out_channels) / _FORWARD_V[isa][no][1]
     nb, rw, _, owp = conv_dense._plan(out_channels, geom.out_size[2])
-    blocked_cost = owp / geom.out_size[2] / conv_dense._BLOCKS[simd.ISA][nb][rw]
+    blocked_cost = owp / geom.out_size[2] / conv_dense._BLOCKS[isa][nb][rw]
     return blocked_cost * (_NARROW if in_channels < LANES else 1.0) < flat
 
 
