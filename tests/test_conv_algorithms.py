@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import fastconv as fc
 from fastconv import config
 from fastconv.backends.cpu import conv as cpu_conv
-from fastconv.backends.cpu import conv_simd
+from fastconv.backends.cpu import conv_dense, conv_flat, conv_simd, simd
 from fastconv.shapes import conv_geometry
 from tests import reference as ref
 from tests.conftest import conv_configs, ints, rand
@@ -64,10 +64,9 @@ def test_forced_algorithms_are_exact_on_integer_data(algorithm, isa, cfg, seed, 
 
 
 @pytest.mark.parametrize("c_out", [16, 32, 48, 64, 96])
-def test_every_register_block_shape(algorithm, isa, c_out):
-    """Output-channel counts that select each register block of each instruction set's
-    tables (AVX-512: 1, 2, 3, 4 vectors, odd block counts padded; AVX2: 4, 5 or 6 pixels),
-    with a width that leaves a tail in the pixel block."""
+def test_register_blocks_by_output_channels(algorithm, isa, c_out):
+    """Output-channel counts whose blocks the planned register block divides or pads (1 to
+    6 blocks), with a width that leaves a tail in the pixel block."""
     rng = np.random.default_rng(c_out)
     x, w, b = (
         rand(rng, (2, 20, 9, 13), np.float32),
@@ -78,6 +77,40 @@ def test_every_register_block_shape(algorithm, isa, c_out):
     kw = dict(padding=1)
     for got, want in zip(_passes(2, x, w, b, dy, kw), _refs(2, x, w, b, dy, kw), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "isa_name, nb, rw",
+    [(i, nb, rw) for i, table in conv_dense._BLOCKS.items() for nb in table for rw in table[nb]],
+)
+def test_every_register_block(monkeypatch, isa_name, nb, rw):
+    """Each forward register block of each instruction set's table, forced as the only one:
+    outputs of NB + 1 blocks with a 5-channel tail (a padded block of zero weights, and
+    padding lanes), rows one pixel longer than a multiple of RW (a ragged block), forward
+    and input gradient (the same microkernel)."""
+    monkeypatch.setattr(simd, "ISA", isa_name)
+    monkeypatch.setitem(conv_dense._BLOCKS, isa_name, {nb: {rw: 1.0}})
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
+    conv_dense._plan.cache_clear()
+    conv_flat._cached_blocked_cheaper.cache_clear()
+    try:
+        c_out, width = 16 * nb + 5, 2 * rw + 1
+        assert conv_dense._plan(c_out, width, isa_name) == (nb, rw, -(-(nb + 1) // nb) * nb, 3 * rw)
+        rng = np.random.default_rng(nb * 100 + rw)
+        x, w, b = (
+            ints(rng, (2, 19, 3, width)),
+            ints(rng, (c_out, 19, 3, 3)),
+            ints(rng, (c_out,)),
+        )
+        dy = ints(rng, (2, c_out, 3, width))
+        np.testing.assert_array_equal(fc.conv2d(x, w, b, padding=1), ref.conv(x, w, b, padding=1))
+        np.testing.assert_array_equal(
+            fc.conv2d_backward_input(dy, w, x.shape, padding=1),
+            ref.conv_backward_input(dy, w, x.shape, padding=1),
+        )
+    finally:
+        conv_dense._plan.cache_clear()
+        conv_flat._cached_blocked_cheaper.cache_clear()
 
 
 def test_auto_uses_simd_for_float32_and_direct_for_float64():

@@ -30,15 +30,19 @@ from . import blocked, codegen, simd
 from .simd import LANES
 
 # Forward register blocks {NB: {RW: relative speed}}: NB vectors of 16 output channels x RW
-# pixels, measured per instruction set (``simd.ISA``). AVX-512 (32 zmm): NB >= 2 where
-# possible (NB = 1 halves FMA throughput: one weight vector per broadcast), and NB * RW
-# accumulators + NB weights + 1 broadcast fit in 32 registers. AVX2 (16 ymm, two per
-# vector): a vector is already two FMAs per broadcast at NB = 1, and 2 * (RW + 1) + 1 <= 16
-# allows RW <= 6. Fewer pixels leave fewer FMA chains to hide the latency: on the 2-core
-# Zen 3 machine, 2 threads, everything in L1, RW = 6, 5, 4 ran at 152, 135 and 111 GFLOP/s.
-# The RW that computes the padded output row fastest (padded width / speed) runs.
+# pixels, measured per instruction set (``simd.ISA``). AVX-512 (32 zmm): NB * RW accumulators
+# + NB weights + 1 broadcast fit in 32 registers. On the 2-core Xeon (AVX-512), 2 threads,
+# a 192 -> 192 3x3 on 16 rows of a width each block divides, whole calls: NB = 2 ran at
+# 339-347 GFLOP/s for RW = 10-14, 324 for 8, 314 for 7; (4, 6) 329, (3, 7) 339; NB = 1
+# (one weight vector per broadcast) about 195 for any RW, so it runs one output block only.
+# AVX2 (16 ymm, two per vector): a vector is already two FMAs per broadcast at NB = 1, and
+# 2 * (RW + 1) + 1 <= 16 allows RW <= 6; on the 2-core Zen 3 machine RW = 6, 5, 4 ran at
+# 152, 135 and 111 GFLOP/s. The block that computes the padded output (blocks x width, each
+# padded to a multiple of NB and RW) in the least time runs (``_plan``): the many widths of
+# NB = 2 fit most rows exactly (14: ResNet's 14, 28, 56, 112; 8: 16, 32, 64), where (4, 6)
+# computed 18 cells for a 14-wide row (resnet_3x3_256 forward 6.45 -> 5.40 ms).
 _BLOCKS = {
-    "avx512": {4: {6: 1.0}, 3: {8: 1.0}, 2: {12: 1.0}, 1: {16: 1.0}},
+    "avx512": {4: {6: 0.97}, 3: {7: 1.0}, 2: {14: 1.0, 12: 1.0, 8: 0.95, 7: 0.92}, 1: {16: 0.58}},
     "avx2": {1: {6: 1.0, 5: 0.89, 4: 0.73}},
 }
 
@@ -238,25 +242,21 @@ def _backward_weight_kernel(nb: int, kt: int, cs: int):
     return codegen.load(name, _backward_weight_source(nb, kt, cs)).kernel
 
 
-def _vectors_per_block(out_blocks: int) -> tuple[int, int]:
-    """(NB, padded number of output blocks): the widest block of ``_BLOCKS`` that divides
-    the output blocks, else one zero block of padding for a block of 4 or 3, else 2."""
-    widths = [nb for nb in (4, 3, 2) if nb in _BLOCKS[simd.ISA]]
-    if out_blocks == 1 or not widths:
-        return 1, out_blocks
-    for padded in (out_blocks, out_blocks + 1):
-        for nb in widths if padded == out_blocks else [nb for nb in widths if nb > 2]:
-            if padded % nb == 0:
-                return nb, padded
-    return 2, out_blocks + 1
+@functools.lru_cache(maxsize=256)
+def _plan(out_channels: int, out_width: int, isa: str) -> tuple[int, int, int, int]:
+    """(NB, RW, padded output blocks, padded output width) of the forward register block of
+    ``isa``: the least padded cells per speed (``_BLOCKS``), then the wider blocks."""
+    out_blocks, table = blocked.blocks(out_channels), _BLOCKS[isa]
 
+    def padded(n: int, multiple: int) -> int:
+        return -(-n // multiple) * multiple
 
-def _plan(out_channels: int, out_width: int) -> tuple[int, int, int, int]:
-    """(NB, RW, padded output blocks, padded output width) of the forward register block."""
-    nb, ob_padded = _vectors_per_block(blocked.blocks(out_channels))
-    speed = _BLOCKS[simd.ISA][nb]
-    rw = min(speed, key=lambda r: (-(-out_width // r) * r / speed[r], -r))
-    return nb, rw, ob_padded, -(-out_width // rw) * rw
+    def cost(block):
+        nb, rw = block
+        return (padded(out_blocks, nb) * padded(out_width, rw) / table[nb][rw], -nb, -rw)
+
+    nb, rw = min(((nb, rw) for nb in table for rw in table[nb]), key=cost)
+    return nb, rw, padded(out_blocks, nb), padded(out_width, rw)
 
 
 def run_blocked(
@@ -267,7 +267,7 @@ def run_blocked(
     ``blocked.phase_view(out, phase)`` and, with ``channels`` (a range of O' channels: a
     group's), only those; the others keep their values."""
     cells = blocked.phase_size(out.shape[2:], phase)
-    nb, rw, ob_padded, owp = _plan(w.shape[0], cells[2])
+    nb, rw, ob_padded, owp = _plan(w.shape[0], cells[2], simd.ISA)
     if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
         wb = narrow_weight(w, dilation[2] == 1)
         tail = wb.shape[5]
@@ -302,7 +302,7 @@ def narrow_weight(w: np.ndarray, pack_width: bool) -> np.ndarray:
 
 def plan_width(out_channels: int, out_width: int) -> int:
     """Padded output width: a multiple of the pixel block."""
-    return _plan(out_channels, out_width)[3]
+    return _plan(out_channels, out_width, simd.ISA)[3]
 
 
 def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:

@@ -110,7 +110,7 @@ def _cached_blocked_cheaper(geom: ConvGeometry, out_channels: int, in_channels: 
     no = _out_block(out_channels, _FORWARD_V)[0]
     cells = _length(geom.out_size, layout.extents(geom), out_channels) / math.prod(geom.out_size)
     flat = cells * (-(-out_channels // no) * no / out_channels) / _FORWARD_V[isa][no][1]
-    nb, rw, _, owp = conv_dense._plan(out_channels, geom.out_size[2])
+    nb, rw, _, owp = conv_dense._plan(out_channels, geom.out_size[2], isa)
     blocked_cost = owp / geom.out_size[2] / conv_dense._BLOCKS[isa][nb][rw]
     return blocked_cost * (_NARROW if in_channels < LANES else 1.0) < flat
 
