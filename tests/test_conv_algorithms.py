@@ -234,7 +234,7 @@ def test_every_weight_gradient_tile(monkeypatch, tile):
     channels), forced; auto picks one from the shape."""
     from fastconv.backends.cpu import conv_dense
 
-    monkeypatch.setattr(conv_dense, "_weight_tile", lambda out_blocks, kw, lanes=16: tile)
+    monkeypatch.setattr(conv_dense, "_weight_tile", lambda out_blocks, kw, lanes=16, jobs=0: tile)
     rng = np.random.default_rng(7)
     x, w = rand(rng, (3, 32, 9, 11), np.float32), rand(rng, (64, 32, 2, 3), np.float32)  # nothing folded
     kw = dict(padding=(1, 2), dilation=(1, 2))

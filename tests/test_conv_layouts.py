@@ -63,6 +63,27 @@ def test_inputs_are_not_mutated_with_padding_modes():
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs a machine with 2 or more cores")
+def test_a_weight_tile_chosen_per_thread_count_keeps_the_bits():
+    """The weight-gradient tile follows the thread count (a 16 -> 32 3x3x3 has 3 jobs at
+    NB = 2, two rounds for 2 threads, and 6 at NB = 1); the order of every sum, so the bits,
+    must not."""
+    from fastconv.backends.cpu import conv_dense
+
+    saved, tiles = numba.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            tiles.append(conv_dense._weight_tile(2, 3, 16, jobs=3))
+    finally:
+        numba.set_num_threads(saved)
+    assert tiles[0] != tiles[1]
+    rng = np.random.default_rng(12)
+    x, w = rand(rng, (2, 16, 5, 6, 7), np.float32), rand(rng, (32, 16, 3, 3, 3), np.float32)
+    dy = rand(rng, (2, 32, 5, 6, 7), np.float32)
+    assert_same_bits_for_thread_counts(3, x, w, None, dy, dict(padding=1))
+
+
 @pytest.mark.parametrize("d", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_empty_batch(d, dtype):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numba
 import numpy as np
 
 from . import blocked, codegen, simd
@@ -33,8 +34,10 @@ from .simd import LANES
 # pixels, measured per instruction set (``simd.ISA``). AVX-512 (32 zmm): NB * RW accumulators
 # + NB weights + 1 broadcast fit in 32 registers. On the 2-core Xeon (AVX-512), 2 threads,
 # a 192 -> 192 3x3 on 16 rows of a width each block divides, whole calls: NB = 2 ran at
-# 339-347 GFLOP/s for RW = 10-14, 324 for 8, 314 for 7; (4, 6) 329, (3, 7) 339; NB = 1
-# (one weight vector per broadcast) about 195 for any RW, so it runs one output block only.
+# 339-347 GFLOP/s for RW = 10-14, 324 for 8, 314 for 7; (4, 6) 329, (3, 7) 339, but (3, 7)
+# ran AlexNet's first layer (6 blocks, 55 -> 56 wide) 6% slower than (2, 14) and a 1x1
+# 256 -> 512 on 49 pixels 15% slower (its 3 x 256 weight vectors overflow L1); NB = 1 (one
+# weight vector per broadcast) about 195 for any RW, so it runs one output block only.
 # AVX2 (16 ymm, two per vector): a vector is already two FMAs per broadcast at NB = 1, and
 # 2 * (RW + 1) + 1 <= 16 allows RW <= 6; on the 2-core Zen 3 machine RW = 6, 5, 4 ran at
 # 152, 135 and 111 GFLOP/s. The block that computes the padded output (blocks x width, each
@@ -42,7 +45,7 @@ from .simd import LANES
 # NB = 2 fit most rows exactly (14: ResNet's 14, 28, 56, 112; 8: 16, 32, 64), where (4, 6)
 # computed 18 cells for a 14-wide row (resnet_3x3_256 forward 6.45 -> 5.40 ms).
 _BLOCKS = {
-    "avx512": {4: {6: 0.97}, 3: {7: 1.0}, 2: {14: 1.0, 12: 1.0, 8: 0.95, 7: 0.92}, 1: {16: 0.58}},
+    "avx512": {4: {6: 0.97}, 3: {7: 0.94}, 2: {14: 1.0, 12: 1.0, 8: 0.95, 7: 0.92}, 1: {16: 0.58}},
     "avx2": {1: {6: 1.0, 5: 0.89, 4: 0.73}},
 }
 
@@ -189,19 +192,25 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
 """
 
 
-def _weight_tile(out_blocks: int, kw: int, lanes: int = LANES) -> tuple[int, int, int]:
+def _weight_tile(out_blocks: int, kw: int, lanes: int = LANES, jobs: int = 0) -> tuple[int, int, int]:
     """(NB, KT, CS) of the backward-weight register tile: NB output-channel vectors x KT
     width taps x CS of the ``lanes`` input channels of a block (16, or fewer in a narrow
     one), at most 24 accumulators, which with the NB vectors of dy
     fit in registers (``simd.fits``). Per output pixel it loads NB vectors of dy and
     broadcasts KT*CS inputs for NB*KT*CS vector FMAs (each h registers wide: 1 on AVX-512,
     2 on AVX2), and one pass over dy and x serves KT taps: pick the most FMAs per load, then
-    the larger tile. Cached per instruction set."""
-    return _cached_weight_tile(out_blocks, kw, lanes, simd.ISA)
+    the larger tile. With ``jobs`` (the jobs per group of output blocks: input blocks x
+    depth taps) the share of the threads kept busy counts first, times the FMAs per load up
+    to one (with two load and two FMA ports, beyond one FMA per load the loads are hidden):
+    a 3-D layer's 16 -> 32 3x3x3 has 3 jobs at NB = 2 and 6 at NB = 1, which ran it in
+    3.62 ms against 4.32 on the 2-core Xeon. The tile never changes the order in which a
+    weight's gradient is summed. Cached per instruction set and thread count."""
+    threads = numba.get_num_threads() if jobs else 1
+    return _cached_weight_tile(out_blocks, kw, lanes, simd.ISA, jobs, threads)
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_weight_tile(out_blocks: int, kw: int, lanes: int, isa: str) -> tuple[int, int, int]:
+def _cached_weight_tile(out_blocks: int, kw: int, lanes: int, isa: str, jobs: int, threads: int):
     tiles = [
         (nb, kt, cs)
         for nb in (1, 2, 3, 4)
@@ -211,7 +220,13 @@ def _cached_weight_tile(out_blocks: int, kw: int, lanes: int, isa: str) -> tuple
         for cs in (1, 2, 4, 8, 16)
         if lanes % cs == 0 and nb * kt * cs <= 24 and simd.fits(nb * kt * cs + nb)
     ]
-    return max(tiles, key=lambda t: (_reuse(t), t[0] * t[1] * t[2]))
+
+    def key(tile):
+        n = out_blocks // tile[0] * jobs
+        busy = n / (-(-n // threads) * threads) if jobs else 1.0
+        return (busy * min(_reuse(tile), 1.0), _reuse(tile), tile[0] * tile[1] * tile[2])
+
+    return max(tiles, key=key)
 
 
 def _reuse(tile) -> float:
@@ -309,7 +324,7 @@ def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:
     """dw (O, C, KD, KH, KW) <- from blocked dyb (N, Ob, OD, OH, OW, 16) and xb (N, Cb, ..., L)
     (L = 16, or C < 16 channels in one narrow block)."""
     dwb = np.empty((dyb.shape[1], xb.shape[1], *dw.shape[2:], LANES, LANES), np.float32)
-    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4], xb.shape[5])
+    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4], xb.shape[5], jobs=xb.shape[1] * dw.shape[2])
     if dyb.shape[1] % nb or dw.shape[4] % kt or xb.shape[5] % cs:  # no tails: never write past dW
         raise ValueError(
             f"weight-gradient tile {(nb, kt, cs)} does not divide {dyb.shape[1]} blocks x {dw.shape[4]} taps"
