@@ -79,15 +79,17 @@ def test_register_blocks_by_output_channels(algorithm, isa, c_out):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("c_in", [19, 5], ids=["whole-blocks", "narrow"])
 @pytest.mark.parametrize(
     "isa_name, nb, rw",
     [(i, nb, rw) for i, table in conv_dense._BLOCKS.items() for nb in table for rw in table[nb]],
 )
-def test_every_register_block(monkeypatch, isa_name, nb, rw):
+def test_every_register_block(monkeypatch, isa_name, nb, rw, c_in):
     """Each forward register block of each instruction set's table, forced as the only one:
     outputs of NB + 1 blocks with a 5-channel tail (a padded block of zero weights, and
     padding lanes), rows one pixel longer than a multiple of RW (a ragged block), forward
-    and input gradient (the same microkernel)."""
+    and input gradient (the same microkernel); inputs of whole 16-channel blocks (the kernel
+    with a constant pixel step) and narrow ones (the general kernel)."""
     monkeypatch.setattr(simd, "ISA", isa_name)
     monkeypatch.setitem(conv_dense._BLOCKS, isa_name, {nb: {rw: 1.0}})
     monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
@@ -98,8 +100,8 @@ def test_every_register_block(monkeypatch, isa_name, nb, rw):
         assert conv_dense._plan(c_out, width, isa_name) == (nb, rw, -(-(nb + 1) // nb) * nb, 3 * rw)
         rng = np.random.default_rng(nb * 100 + rw)
         x, w, b = (
-            ints(rng, (2, 19, 3, width)),
-            ints(rng, (c_out, 19, 3, 3)),
+            ints(rng, (2, c_in, 3, width)),
+            ints(rng, (c_out, c_in, 3, 3)),
             ints(rng, (c_out,)),
         )
         dy = ints(rng, (2, c_out, 3, width))
@@ -241,6 +243,23 @@ def test_every_weight_gradient_tile(monkeypatch, tile):
     dy = rand(rng, ref.conv(x, w, **kw).shape, np.float32)
     got = fc.conv2d_backward_weight(dy, x, w.shape, **kw)
     np.testing.assert_allclose(got, ref.conv_backward_weight(dy, x, w.shape, **kw), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("height, width", [(10, 16), (7, 30), (3, 70), (9, 1)])
+def test_weight_gradient_sweeps_rows_in_chunks(monkeypatch, height, width):
+    """The blocked weight gradient sweeps its register tile over whole rows of about
+    ``_TILE_PIXELS`` output pixels: 4 rows of 16 (10 = 4 + 4 + 2), 3 of 30 (7 = 3 + 3 + 1),
+    one row of 70, all 9 rows of 1. Integer data: exact."""
+    from fastconv.backends.cpu import conv_dense
+
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
+    rows = max(1, -(-conv_dense._TILE_PIXELS // width))
+    assert {(10, 16): 4, (7, 30): 3, (3, 70): 1, (9, 1): 64}[height, width] == rows
+    rng = np.random.default_rng(height * width)
+    x, w = ints(rng, (2, 16, height, width)), ints(rng, (32, 16, 3, 3))
+    dy = ints(rng, (2, 32, height, width))
+    got = fc.conv2d_backward_weight(dy, x, w.shape, padding=1)
+    np.testing.assert_array_equal(got, ref.conv_backward_weight(dy, x, w.shape, padding=1))
 
 
 def test_grouped_blocked_passes_read_and_write_groups_in_place(monkeypatch):

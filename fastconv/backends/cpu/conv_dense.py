@@ -13,10 +13,11 @@ into an L1 buffer and transposed from there straight into the NCDHW output (no b
 output array written to memory and read back).
 
 Backward-weight: each job owns the dW of NB output blocks x one input block x one depth tap
-(jobs never share a sum, so no reduction crosses threads) and adds into it row by row of
-grad_output: the rows it reads stay in L1 for every tap, so dy and x stream from memory
-once per job instead of once per tap. A register tile of NB output vectors x KT width taps
-x CS input channels is loaded, swept along the row and stored back.
+(jobs never share a sum, so no reduction crosses threads) and adds into it a few rows of
+grad_output at a time (``_TILE_PIXELS``): the rows it reads stay in L1 for every tap, so dy
+and x stream from memory once per job instead of once per tap. A register tile of NB output
+vectors x KT width taps x CS input channels is loaded, swept along those rows and stored
+back.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ unrolls only by 2 itself): 5-7% faster on the Zen 3 machine than no unrolling, f
 more compile time per kernel; 16 was no faster and doubled the compile time."""
 
 
-def _forward_source(nb: int, rw: int) -> str:
+def _forward_source(nb: int, rw: int, pixel_step: int = 0) -> str:
     acc = [[f"a{j}_{i}" for i in range(rw)] for j in range(nb)]
     ind = " " * 12
     init = "\n".join(
@@ -81,6 +82,7 @@ def _forward_source(nb: int, rw: int) -> str:
     for j in range(nb):
         store.append(f"{ind}o = ({j} * OWp + ow0) * 16")
         store += [f"{ind}vstore(row, o + {i * 16}, {acc[j][i]})" for i in range(rw)]
+    xs = str(pixel_step) if pixel_step else "sw * L"
     return f"""
 import numpy as np
 
@@ -101,7 +103,7 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
     Cb, Dp, Hp, Wp, L = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
     Ob, KD, KH, KW, CL = wb.shape[0], wb.shape[2], wb.shape[3], wb.shape[4], wb.shape[5]
     xf, wf, of = xb.reshape(-1), wb.reshape(-1), out.reshape(-1)
-    xs, plane = sw * L, D * H * W
+    xs, plane = {xs}, D * H * W
     n_groups = Ob // {nb}
     for job in prange(N * n_groups * OD * OH):
         oh = job % OH
@@ -137,6 +139,12 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
 """
 
 
+_TILE_PIXELS = 64
+"""Output pixels (whole rows of them) that one load of the weight-gradient register tile
+sweeps before it is stored back: narrow rows (ResNet's 14 pixels) loaded and stored the tile
+once per 14 pixels. The sum over pixels keeps its order (rows, then pixels)."""
+
+
 def _backward_weight_source(nb: int, kt: int, cs: int) -> str:
     acc = [[[f"a{j}_{t}_{c}" for c in range(cs)] for t in range(kt)] for j in range(nb)]
     names = [(j, t, c) for j in range(nb) for t in range(kt) for c in range(cs)]
@@ -159,7 +167,7 @@ def _backward_weight_source(nb: int, kt: int, cs: int) -> str:
 def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
     # dwb (Ob, Cb, KD, KH, KW, 16 c, 16 o) = sum over n and outputs of dyb (N, Ob, OD, OH, OW, 16) x xb (N, Cb, Dp, Hp, Wp, L)
     # (L = 16, or fewer channels in one narrow block: lanes c < L of dwb); one job owns the dW of {nb} output
-    # blocks x one input block x one depth tap, summed in place (L1-resident) row by row; register tile:
+    # blocks x one input block x one depth tap, summed in place (L1-resident) a few rows at a time; register tile:
     # {nb} output vectors x {kt} width taps x {cs} input channels
     Ob, Cb, KD, KH, KW = dwb.shape[0], dwb.shape[1], dwb.shape[2], dwb.shape[3], dwb.shape[4]
     N, OD, OH, OW = dyb.shape[0], dyb.shape[2], dyb.shape[3], dyb.shape[4]
@@ -167,6 +175,7 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
     dwf, dyf, xf = dwb.reshape(-1), dyb.reshape(-1), xb.reshape(-1)
     xs, xt, dys, obs = sw * L, dw * L, OD * OH * OW * 16, Cb * KD * KH * KW * 256
     tile = KH * KW * 256
+    rows = max(1, -(-{_TILE_PIXELS} // OW))  # output rows per sweep of the register tile
     for job in prange(Ob // {nb} * Cb * KD):
         kd = job % KD
         t = job // KD
@@ -177,17 +186,18 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
             dwf[first : first + tile] = 0
         for n in range(N):
             for od in range(OD):
-                for oh in range(OH):
-                    dyrow = (((n * Ob + ob0) * OD + od) * OH + oh) * OW * 16
+                for oh0 in range(0, OH, rows):
                     for kh in range(KH):
-                        xrow = (((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp * L
                         for kw0 in range(0, KW, {kt}):
                             for c0 in range(0, L, {cs}):
                                 base = ((((ob0 * Cb + cb) * KD + kd) * KH + kh) * KW + kw0) * 256 + c0 * 16
 {load}
-                                for ow in range(OW):
-                                    xk = xrow + kw0 * xt + ow * xs + c0
-{chr(10).join(body).replace(ind, " " * 36)}
+                                for oh in range(oh0, min(oh0 + rows, OH)):
+                                    dyrow = (((n * Ob + ob0) * OD + od) * OH + oh) * OW * 16
+                                    xrow = (((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp * L
+                                    for ow in range(OW):
+                                        xk = xrow + kw0 * xt + ow * xs + c0
+{chr(10).join(body).replace(ind, " " * 40)}
 {store}
 """
 
@@ -245,10 +255,9 @@ def weight_speed(out_blocks: int, kw: int, lanes: int) -> float:
 
 
 @functools.cache
-def _forward_kernel(nb: int, rw: int):
-    return codegen.load(
-        f"conv_forward_nb{nb}_rw{rw}", _forward_source(nb, rw), deps=(blocked.__file__,)
-    ).kernel
+def _forward_kernel(nb: int, rw: int, pixel_step: int = 0):
+    name = f"conv_forward_nb{nb}_rw{rw}" + (f"_xs{pixel_step}" if pixel_step else "")
+    return codegen.load(name, _forward_source(nb, rw, pixel_step), deps=(blocked.__file__,)).kernel
 
 
 @functools.cache
@@ -294,7 +303,8 @@ def run_blocked(
     bias_b = blocked.bias_to_blocked(bias, ob_padded)
     first = 0 if channels is None else channels.start
     dense = out if out.flags.c_contiguous else np.ascontiguousarray(out)  # other cells kept
-    kernel = _forward_kernel(nb, rw)
+    pixel_step = stride[2] * LANES if stride[2] <= 2 and xb.shape[5] == LANES else 0
+    kernel = _forward_kernel(nb, rw, pixel_step)
     where = tuple(tuple(int(v) for v in axis) for axis in (cells, *phase))  # int64s: one signature
     kernel(dense, xb, wb, bias_b, tail, *stride, *dilation, *offsets, where, first, w.shape[0], owp)
     if dense is not out:
