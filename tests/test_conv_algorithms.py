@@ -115,6 +115,18 @@ def test_every_register_block(monkeypatch, isa_name, nb, rw, c_in):
         conv_flat._cached_blocked_cheaper.cache_clear()
 
 
+@pytest.mark.parametrize("c_in", [19, 5], ids=["whole-blocks", "narrow"])
+def test_the_forward_kernel_with_its_pixel_step_as_an_argument(isa, monkeypatch, c_in):
+    """Pixel steps outside ``_CONSTANT_STEPS`` run the kernel that reads its step from the
+    arguments (the others have it compiled in): a width stride of 5 with one width tap (so
+    no stride phases fold into channels), 5 or 16 lanes per cell. Forward, exact."""
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
+    rng = np.random.default_rng(c_in)
+    x, w, b = ints(rng, (2, c_in, 5, 41)), ints(rng, (21, c_in, 2, 1)), ints(rng, (21,))
+    got = fc.conv2d(x, w, b, stride=(1, 5), padding=(0, 1))
+    np.testing.assert_array_equal(got, ref.conv(x, w, b, stride=(1, 5), padding=(0, 1)))
+
+
 def test_auto_uses_simd_for_float32_and_direct_for_float64():
     geom = conv_geometry(2, (1, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1).lift3()
     assert cpu_conv.algorithm("forward", geom, np.float32) == "simd"
