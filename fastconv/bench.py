@@ -8,8 +8,10 @@ Each (layer, pass) becomes a :class:`Case`: random inputs, the fastconv call and
 is importable, the same pass in PyTorch on the same data. Before anything is timed the case
 is checked (:meth:`Case.check`), so a wrong kernel never reports a time; then each side is
 warmed up (compilation stays out of the timings) and timed, the median of ``--repeat`` calls.
-PyTorch runs with the same number of threads, and the two are timed in alternating calls, so
-the ratio is measured, not remembered, and a burst of load on a shared machine slows both. The
+PyTorch runs with the same number of threads, and the two are timed in alternating turns, so
+the ratio is measured, not remembered, and a burst of load on a shared machine slows both;
+each turn first runs its side for ``SETTLE`` seconds, so that neither is timed while the
+other's thread pool still spins. The
 asv suites in ``benchmarks/`` are built on the same cases.
 """
 
@@ -88,21 +90,39 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def median_time(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
+SETTLE = 0.02
+"""Seconds each function runs, untimed, before its timed call in a round. Numba's and
+PyTorch's OpenMP thread pools are separate, and GNU OpenMP's threads spin for a while after
+each parallel region: called right after the other library, a pass shared the 2 cores with
+its spinning threads (on the 2-core Xeon: resnet_3x3_64 forward 6.21 ms against 5.50 alone,
+mobilenet_dw 1.25 against 0.81; PyTorch's NCHW 5.68 against 5.43, while its channels-last
+call, timed after its own NCHW one, lost 1.5%). After 20 ms of its own calls each side runs
+at its speed alone (5.69, 0.82; PyTorch 5.54), the steady state of a loop that uses one
+library."""
+
+
+def median_time(fn: Callable[[], object], repeat: int, warmup: int = 2, settle: float = SETTLE) -> float:
     """Median wall time of ``fn()`` in seconds, over ``repeat`` calls after ``warmup`` calls."""
-    return median_times([fn], repeat, warmup)[0]
+    return median_times([fn], repeat, warmup, settle)[0]
 
 
-def median_times(fns: list[Callable[[], object]], repeat: int, warmup: int = 2) -> list[float]:
+def median_times(
+    fns: list[Callable[[], object]], repeat: int, warmup: int = 2, settle: float = SETTLE
+) -> list[float]:
     """Median wall time of each of ``fns`` in seconds, over ``repeat`` rounds after ``warmup``
-    rounds; each round calls every function once, in turn, so a burst of load on a shared
-    machine slows all of them alike and their ratio stays fair."""
+    rounds; each round gives every function a turn, so a burst of load on a shared machine
+    slows all of them alike and their ratio stays fair. A turn calls the function for
+    ``settle`` seconds (at least once where ``settle`` > 0), untimed, then once timed: no other
+    library's threads are still spinning on the cores (``SETTLE``)."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for fn, spent in zip(fns, times, strict=True):
+            turn = time.perf_counter()
+            while settle > 0 and time.perf_counter() - turn < settle:
+                fn()
             start = time.perf_counter()
             fn()
             spent.append(time.perf_counter() - start)

@@ -3,9 +3,11 @@ and a wrong kernel is reported, never timed. Speed itself is never asserted."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
+import time
 
 import numba
 import pytest
@@ -107,8 +109,29 @@ def test_command_line():
 
 
 def test_paired_timings_alternate_calls():
-    """fastconv and PyTorch are timed call by call in turn (a burst of load slows both)."""
+    """fastconv and PyTorch are timed in turns (a burst of load slows both)."""
     calls = []
-    times = bench.median_times([lambda: calls.append("a"), lambda: calls.append("b")], repeat=3, warmup=1)
+    times = bench.median_times(
+        [lambda: calls.append("a"), lambda: calls.append("b")], repeat=3, warmup=1, settle=0
+    )
     assert calls == ["a", "b"] * 4
     assert len(times) == 2 and all(t >= 0 for t in times)
+
+
+def test_each_turn_settles_before_its_timed_call():
+    """A turn runs its function untimed for ``settle`` seconds, then times one call: two
+    turns of a 1 ms function with settle = 5 ms make at least 5 calls each, in blocks."""
+    calls = []
+
+    def make(name):
+        def fn():
+            calls.append(name)
+            time.sleep(0.001)
+
+        return fn
+
+    times = bench.median_times([make("a"), make("b")], repeat=2, warmup=0, settle=0.005)
+    blocks = [(k, len(list(g))) for k, g in itertools.groupby(calls)]
+    assert [k for k, _ in blocks] == ["a", "b", "a", "b"]
+    assert all(n >= 5 for _, n in blocks)
+    assert all(t >= 0.001 for t in times)
