@@ -44,14 +44,18 @@ from .simd import LANES, U64
 # Forward: NO*V accumulators + V loads + 1 broadcast; backward-weight: NO*TT accumulators +
 # NO loads of dy + 1 of x; both fit in 32 zmm registers (AVX-512) or 16 ymm, two per vector
 # (AVX2). On AVX2 few accumulators leave FMA latency exposed: in L1, 6, 5, 4, 3 and 2 of them
-# ran at about 152, 135, 111, 100 and 90 GFLOP/s on 2 threads of a Zen 3 machine (AVX-512:
-# not measured, 1.0).
+# ran at about 152, 135, 111, 100 and 90 GFLOP/s on 2 threads of a Zen 3 machine. AVX-512,
+# on the 2-core Xeon, each NO forced on 6 -> 16, 7 -> 13, 32 -> 12, 24 -> 8 and 1 -> 6
+# layers, time per padded output channel against NO = 4's: forward NO = 1 about 0.6x as
+# fast (one weight broadcast per V loads of x: the loads bind), 2 about 0.8x, 6 and 8 within
+# the spread (0.85-1.16x) of 4; weight gradient 1: 0.55-0.75x, 2: 0.63-0.85x, 6: 0.72-1.0x,
+# 8: 0.65-0.91x (7 -> 13 5x5: NO = 1, which padding alone picked, 1.05 ms; NO = 4 0.71 ms).
 _FORWARD_V = {
-    "avx512": {1: (12, 1.0), 2: (8, 1.0), 4: (5, 1.0), 6: (4, 1.0), 8: (3, 1.0)},
+    "avx512": {1: (12, 0.6), 2: (8, 0.8), 4: (5, 1.0), 6: (4, 1.0), 8: (3, 1.0)},
     "avx2": {1: (3, 0.66), 2: (2, 0.73), 3: (1, 0.66), 4: (1, 0.73), 6: (1, 1.0)},
 }
 _WEIGHT_TT = {
-    "avx512": {1: (12, 1.0), 2: (8, 1.0), 4: (5, 1.0), 6: (3, 1.0), 8: (2, 1.0)},
+    "avx512": {1: (12, 0.65), 2: (8, 0.75), 4: (5, 1.0), 6: (3, 0.85), 8: (2, 0.78)},
     "avx2": {1: (5, 0.89), 2: (2, 0.73), 3: (1, 0.66)},
 }
 _JOB_TILES = 4  # forward: register blocks of pixels per job (see the module docstring)
