@@ -274,6 +274,30 @@ def test_weight_gradient_sweeps_rows_in_chunks(monkeypatch, height, width):
     np.testing.assert_array_equal(got, ref.conv_backward_weight(dy, x, w.shape, padding=1))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_small_groups_run_as_images_in_one_flat_call(isa, monkeypatch, stride):
+    """Groups of few channels (here 8 groups of 2 -> 3) run on the pixel-vectorised kernels
+    as images of their own, every group in one kernel call (forward at stride 1; input
+    gradient: one per stride phase), each with its own weights and bias. Integer data:
+    exact."""
+    from fastconv.backends.cpu import conv_flat
+
+    calls = []
+    run = conv_flat._run
+    monkeypatch.setattr(conv_flat, "_run", lambda *a, **k: (calls.append(a[0].shape), run(*a, **k))[1])
+    rng = np.random.default_rng(stride)
+    x, w, b = ints(rng, (3, 16, 9, 10)), ints(rng, (24, 2, 3, 3)), ints(rng, (24,))
+    kw = dict(stride=stride, padding=1, groups=8)
+    y = fc.conv2d(x, w, b, **kw)
+    np.testing.assert_array_equal(y, ref.conv(x, w, b, **kw))
+    forward_calls = len(calls)
+    assert calls == ([(3 * 8, 3, 1, 9, 10)] if stride == 1 else [])  # 8 groups x 3 images, lifted to 3-D
+    dy = ints(rng, y.shape)
+    dx = fc.conv2d_backward_input(dy, w, x.shape, **kw)
+    np.testing.assert_array_equal(dx, ref.conv_backward_input(dy, w, x.shape, **kw))
+    assert len(calls) == forward_calls + stride**2
+
+
 def test_grouped_blocked_passes_read_and_write_groups_in_place(monkeypatch):
     """Groups whose passes run on the blocked kernels are converted from, and written into,
     the full arrays by channel range (no per-group copies); the results match the reference."""

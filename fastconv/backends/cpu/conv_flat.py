@@ -130,7 +130,7 @@ def _out_block(channels: int, table: dict) -> tuple[int, int]:
 def _forward_source(no: int, v: int) -> str:
     ind = " " * 20
     acc = [[f"a{j}_{i}" for i in range(v)] for j in range(no)]
-    init = "\n".join(f"{ind}{acc[j][i]} = vbcast(bias, og * {no} + {j})" for j in range(no) for i in range(v))
+    init = "\n".join(f"{ind}{acc[j][i]} = vbcast(bias, bg + {j})" for j in range(no) for i in range(v))
     resume = "\n".join(
         f"{ind}{acc[j][i]} = vload(of, o + {j} * Lp + {i * 16})" for j in range(no) for i in range(v)
     )
@@ -147,9 +147,10 @@ def _forward_source(no: int, v: int) -> str:
     return f"""
 
 @njit(**_JIT)
-def kernel(out, xf, wf, bias, offs, tap_lo, tap_hi, C, Ps):
+def kernel(out, xf, wf, bias, offs, tap_lo, tap_hi, C, Ps, G):
     # out (N, Og*{no}, Lp) flat output planes = conv of xf (flat (N, C, Ps) padded input planes)
-    # with wf (flat (Og, C, T, {no})) at tap offsets offs (T,) + bias; {v} vectors of 16 pixels per block;
+    # with wf (flat (G, Og, C, T, {no})) at tap offsets offs (T,) + bias (G, Og*{no}); image n is group
+    # n % G of an image of a grouped convolution (G = 1: dense); {v} vectors of 16 pixels per block;
     # block `tile` applies taps tap_lo[tile] <= k < tap_hi[tile] (the others read only zero padding)
     N, Op, Lp = out.shape[0], out.shape[1], out.shape[2]
     Og, T, TILE = Op // {no}, offs.shape[0], {v * 16}
@@ -161,9 +162,10 @@ def kernel(out, xf, wf, bias, offs, tap_lo, tap_hi, C, Ps):
         t = job // n_jobs
         og = t % Og
         n = t // Og
+        bg = ((n % G) * Og + og) * {no}  # this image's group, its block of outputs
         for c in range(C):
             xb = (n * C + c) * Ps
-            wb = (og * C + c) * T * {no}
+            wb = (bg * C + c * {no}) * T
             for tile in range(t0, min(t0 + {_JOB_TILES}, n_tiles)):
                 p0 = tile * TILE
                 o = (n * Op + og * {no}) * Lp + p0
@@ -341,19 +343,32 @@ def _run_plan(grid, offs, phase, size, out_channels: int, data) -> _Run:
     return _Run(grid, offs, phase, size, no, v, length, tap_lo, tap_hi)
 
 
-def _run(out, xf, w, bias, run: _Run) -> None:
+def _run(out, xf, w, bias, run: _Run, groups: int = 1) -> None:
     """The cells ``blocked.phase_view(out, run.phase)`` of out (N, O, ...) <- the stride-1
-    conv of the flat planes xf (N, C, Ps) with w (O, C, KD, KH, KW) + bias (O,) or None."""
+    conv of the flat planes xf (N, C, Ps) with w (groups*O, C, KD, KH, KW) + bias
+    (groups*O,) or None; with ``groups``, image n is group n % groups (of image n // groups
+    of a grouped convolution: its weights w[g*O : (g+1)*O])."""
     (n, o), c, no = out.shape[:2], w.shape[1], run.no
     og = -(-o // no)
-    wf = np.zeros(og * no * w[0].size, np.float32)
-    wf[_weight_order(o, c, len(run.offs), no)] = w.reshape(-1)
-    b = np.zeros(og * no, np.float32)
+    wf = np.zeros((groups, og * no * w[0].size), np.float32)
+    wf[:, _weight_order(o, c, len(run.offs), no)] = w.reshape(groups, -1)
+    b = np.zeros((groups, og * no), np.float32)
     if bias is not None:
-        b[:o] = bias
+        b[:, :o] = bias.reshape(groups, o)
     res = blocked.scratch("output", (n, og * no, run.length))
     kernel = _forward_kernel(no, run.v)
-    kernel(res, xf.reshape(-1), wf, b, run.offs, run.tap_lo, run.tap_hi, c, xf.shape[2])
+    kernel(
+        res,
+        xf.reshape(-1),
+        wf.reshape(-1),
+        b.reshape(-1),
+        run.offs,
+        run.tap_lo,
+        run.tap_hi,
+        c,
+        xf.shape[2],
+        groups,
+    )
     _crop(out, res, *run.grid[1:], *run.size, *run.phase[0], *run.phase[1])
 
 
@@ -412,10 +427,15 @@ def _forward_plan(geom: ConvGeometry, out_channels: int, isa: str):
     return maps, run, run.length + int(offs[-1])
 
 
-def forward(out, x, w, bias, geom: ConvGeometry) -> None:
-    """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C, KD, KH, KW)) + bias."""
-    maps, run, length = _forward_plan(geom, out.shape[1], simd.ISA)
-    _run(out, _flat(x, maps, length, "input"), w, bias, run)
+def forward(out, x, w, bias, geom: ConvGeometry, groups: int = 1) -> None:
+    """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C/groups, KD, KH, KW)) + bias,
+    ``geom`` that of one group (out C-contiguous where ``groups`` > 1). The groups of an
+    image run as images of their own (x and out reshaped to (N*groups, C/groups, ...)), all
+    in one kernel call."""
+    n, o = out.shape[:2]
+    maps, run, length = _forward_plan(geom, o // groups, simd.ISA)
+    xs = layout.contiguous(x).reshape(n * groups, -1, *x.shape[2:])
+    _run(out.reshape(n * groups, -1, *out.shape[2:]), _flat(xs, maps, length, "input"), w, bias, run, groups)
 
 
 @functools.lru_cache(maxsize=256)
@@ -441,15 +461,20 @@ def _phases_plan(in_size, channels: int, out_size, phases, lo, isa: str):
     return maps, length, runs
 
 
-def backward_phases(dx, dy, weights, phases, lo) -> None:
+def backward_phases(dx, dy, weights, phases, lo, groups: int = 1) -> None:
     """dx (N, C, D, H, W) <- per stride phase ``(cells, kernel, start, dilation)``, with its
-    weight of ``weights`` (C, O, *kernel): the cells ``blocked.phase_view(dx, cells)`` are the
-    stride-1 conv, with dilation, of dy (N, O, OD, OH, OW) zero-padded by ``lo`` below and
-    read from cell ``start``. dy is flattened once, on a grid that every phase fits in."""
-    maps, length, runs = _phases_plan(dx.shape[2:], dx.shape[1], dy.shape[2:], phases, lo, simd.ISA)
-    xf = _flat(dy, maps, length, "input")
+    weight of ``weights`` (C, O/groups, *kernel): the cells ``blocked.phase_view(dx, cells)``
+    are the stride-1 conv, with dilation, of dy (N, O, OD, OH, OW) zero-padded by ``lo``
+    below and read from cell ``start``; with ``groups`` (dx C-contiguous), group g's channels
+    of dx from its channels of dy, by the weights' rows g*C/groups on. dy is flattened once,
+    on a grid that every phase fits in."""
+    n = dx.shape[0]
+    dxs = dx.reshape(n * groups, -1, *dx.shape[2:])
+    dys = layout.contiguous(dy).reshape(n * groups, -1, *dy.shape[2:])
+    maps, length, runs = _phases_plan(dxs.shape[2:], dxs.shape[1], dys.shape[2:], phases, lo, simd.ISA)
+    xf = _flat(dys, maps, length, "input")
     for w, run in zip(weights, runs, strict=True):
-        _run(dx, xf, w, None, run)
+        _run(dxs, xf, w, None, run, groups)
 
 
 @functools.lru_cache(maxsize=256)

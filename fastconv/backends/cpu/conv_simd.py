@@ -287,6 +287,9 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
         return
     if _is_grouped(geom, x.shape[1], out.shape[1]):
         group, g = _ungrouped(geom), geom.groups
+        if out.flags.c_contiguous and _flat("forward", group, out.shape[1] // g, x.shape[1] // g):
+            conv_flat.forward(out, x, w, bias, group, groups=g)  # every group in one call
+            return
         in_place = _blocked("forward", group, out.shape[1] // g, x.shape[1] // g)
         for cs, os in _groups(geom, x.shape[1], out.shape[1]):
             b = None if bias is None else bias[_span(os)]
@@ -360,21 +363,27 @@ def _adjoint_phases(in_size, stride, dilation, pad_lo, kernel):
     return tuple(dead), tuple(phases), tuple(flipped), lo
 
 
-def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool, cs=None, os=None) -> None:
+def _backward_input_zeros(
+    dx, dy, w, stride, dilation, pad_lo, flat: bool, cs=None, os=None, groups: int = 1
+) -> None:
     """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, one stride phase at a time,
     each a stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the
     phase's taps of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat``
-    (dy flattened once), else the channel-blocked ones (dy converted once; with ranges
-    ``cs`` and ``os``, only dx's channels cs, from dy's channels os: a group, in place)."""
+    (dy flattened once; with ``groups``, w (O, C/groups, ...) grouped, every group in one
+    call), else the channel-blocked ones (dy converted once; with ranges ``cs`` and ``os``,
+    only dx's channels cs, from dy's channels os: a group, in place)."""
     dead, phases, flipped, lo = _adjoint_phases(dx.shape[2:], stride, dilation, pad_lo, w.shape[2:])
     span = slice(None) if cs is None else _span(cs)
     for cells in dead:  # no tap reaches these cells
         blocked.phase_view(dx[:, span], cells)[...] = 0
     if not phases:
         return
-    weights = [blocked.adjoint_taps(w, taps) for taps in flipped]  # (C, O, ...): x's channels out
+    per_group = np.split(w, groups)  # (O/groups, C/groups, ...) each
+    weights = [  # (C, O/groups, ...): x's channels out, group by group
+        np.concatenate([blocked.adjoint_taps(wg, taps) for wg in per_group]) for taps in flipped
+    ]
     if flat:
-        conv_flat.backward_phases(dx, dy, weights, phases, lo)
+        conv_flat.backward_phases(dx, dy, weights, phases, lo, groups)
         return
     owp = conv_dense.plan_width(w.shape[1], -(-dx.shape[4] // stride[2]))
     maps = _adjoint_maps(dx.shape[2:], dy.shape[2:], phases, lo, owp)
@@ -403,9 +412,15 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
         return
     if _is_grouped(geom, dx.shape[1], dy.shape[1]):
         group, g = _ungrouped(geom), geom.groups
-        in_place = geom.padding_mode == "zeros" and _blocked(
-            "backward_input", group, dx.shape[1] // g, dy.shape[1] // g
-        )
+        zeros = geom.padding_mode == "zeros"
+        if (
+            zeros
+            and dx.flags.c_contiguous
+            and _flat("backward_input", group, dx.shape[1] // g, dy.shape[1] // g)
+        ):
+            _backward_input_zeros(dx, dy, w, geom.stride, geom.dilation, geom.pad_lo, True, groups=g)
+            return
+        in_place = zeros and _blocked("backward_input", group, dx.shape[1] // g, dy.shape[1] // g)
         for cs, os in _groups(geom, dx.shape[1], dy.shape[1]):
             if in_place:
                 _backward_input_zeros(
