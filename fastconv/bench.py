@@ -11,8 +11,8 @@ warmed up (compilation stays out of the timings) and timed, the median of ``--re
 PyTorch runs with the same number of threads, and the two are timed in alternating turns, so
 the ratio is measured, not remembered, and a burst of load on a shared machine slows both;
 each turn first runs its side for ``SETTLE`` seconds, so that neither is timed while the
-other's thread pool still spins. The
-asv suites in ``benchmarks/`` are built on the same cases.
+other's thread pool still spins. The asv suites in ``benchmarks/`` are built on the same
+cases.
 """
 
 from __future__ import annotations

@@ -378,10 +378,7 @@ def _backward_input_zeros(
         blocked.phase_view(dx[:, span], cells)[...] = 0
     if not phases:
         return
-    per_group = np.split(w, groups)  # (O/groups, C/groups, ...) each
-    weights = [  # (C, O/groups, ...): x's channels out, group by group
-        np.concatenate([blocked.adjoint_taps(wg, taps) for wg in per_group]) for taps in flipped
-    ]
+    weights = [_adjoint_weight(w, taps, groups) for taps in flipped]
     if flat:
         conv_flat.backward_phases(dx, dy, weights, phases, lo, groups)
         return
@@ -390,6 +387,14 @@ def _backward_input_zeros(
     dyb = blocked.to_blocked(layout.contiguous(dy), maps, channels=os)
     for (cells, _, start, dil), w_phase in zip(phases, weights, strict=True):
         conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells, channels=cs)
+
+
+def _adjoint_weight(w, taps, groups: int) -> np.ndarray:
+    """w (O, C/groups, ...) -> the adjoint weight at ``taps`` (``blocked.adjoint_taps``),
+    (C, O/groups, ...): x's channels out, group by group."""
+    if groups == 1:
+        return blocked.adjoint_taps(w, taps)
+    return np.concatenate([blocked.adjoint_taps(wg, taps) for wg in np.split(w, groups)])
 
 
 @functools.lru_cache(maxsize=256)
