@@ -205,26 +205,31 @@ def _weight_from_blocked_kernel(dw, blocked):
 
 @njit(**_JIT)
 def _adjoint_taps_kernel(out, w, cells):
-    # out (C, O, M) <- w (O, C, T) at the flat taps cells (M,), the first two axes swapped;
-    # flat unsigned indices
-    C, O, M = out.shape
-    T = w.shape[2]
+    # out (G*C, O, M) <- w (G*O, C, T) at the flat taps cells (M,), the first two axes swapped
+    # group by group (G = 1: dense); flat unsigned indices
+    GC, O, M = out.shape
+    C, T = w.shape[1], w.shape[2]
     of, wf = out.reshape(-1), w.reshape(-1)
-    for c in prange(C):  # one contiguous (O, M) block of out
+    for r in prange(GC):  # one contiguous (O, M) block of out: channel c of group g
+        g, c = r // C, r % C
         for o in range(O):
-            src, dst = (o * C + c) * T, (c * O + o) * M
+            src, dst = ((g * O + o) * C + c) * T, (r * O + o) * M
             for m in range(M):
                 of[U64(dst + m)] = wf[U64(src + cells[m])]
 
 
-def adjoint_taps(w: np.ndarray, taps) -> np.ndarray:
+def adjoint_taps(w: np.ndarray, taps, groups: int = 1) -> np.ndarray:
     """w (O, C, KD, KH, KW) -> (C, O, len(taps[0]), len(taps[1]), len(taps[2])): the weight of
     the adjoint (input and output channels swapped) at the taps ``taps`` (one range per axis,
-    in the order wanted: a reversed range flips the kernel), in one pass."""
+    in the order wanted: a reversed range flips the kernel), in one pass; with ``groups``, w
+    holds the groups' weights (O = groups x O/groups) and the result is (groups*C, O/groups,
+    ...): each group's adjoint, in turn."""
     o, c = w.shape[:2]
-    out = np.empty((c, o, *map(len, taps)), np.float32)
+    out = np.empty((groups * c, o // groups, *map(len, taps)), np.float32)
     cells = _tap_cells(w.shape[3:], tuple(taps))
-    _adjoint_taps_kernel(out.reshape(c, o, -1), layout.contiguous(w).reshape(o, c, -1), cells)
+    _adjoint_taps_kernel(
+        out.reshape(groups * c, o // groups, -1), layout.contiguous(w).reshape(o, c, -1), cells
+    )
     return out
 
 

@@ -378,7 +378,9 @@ def _backward_input_zeros(
         blocked.phase_view(dx[:, span], cells)[...] = 0
     if not phases:
         return
-    weights = [_adjoint_weight(w, taps, groups) for taps in flipped]
+    weights = [
+        blocked.adjoint_taps(w, taps, groups) for taps in flipped
+    ]  # (C, O/groups, ...): x's channels out
     if flat:
         conv_flat.backward_phases(dx, dy, weights, phases, lo, groups)
         return
@@ -387,14 +389,6 @@ def _backward_input_zeros(
     dyb = blocked.to_blocked(layout.contiguous(dy), maps, channels=os)
     for (cells, _, start, dil), w_phase in zip(phases, weights, strict=True):
         conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells, channels=cs)
-
-
-def _adjoint_weight(w, taps, groups: int) -> np.ndarray:
-    """w (O, C/groups, ...) -> the adjoint weight at ``taps`` (``blocked.adjoint_taps``),
-    (C, O/groups, ...): x's channels out, group by group."""
-    if groups == 1:
-        return blocked.adjoint_taps(w, taps)
-    return np.concatenate([blocked.adjoint_taps(wg, taps) for wg in np.split(w, groups)])
 
 
 @functools.lru_cache(maxsize=256)
