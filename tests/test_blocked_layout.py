@@ -69,21 +69,22 @@ def test_narrow_blocks_hold_just_the_channels(channels):
 
 
 @pytest.mark.parametrize(
-    "n, c_in, o, cells, phase, first",
+    "n, c_in, o, cells, phase, groups",
     [
-        (2, 19, 45, (2, 5, 21), ((0, 0, 0), (1, 1, 1)), 0),  # 8-channel groups, a 5-channel tail
-        (1, 16, 16, (1, 4, 16), ((0, 0, 0), (1, 1, 1)), 0),  # whole transposes only
-        (2, 3, 29, (1, 4, 9), ((0, 1, 0), (1, 2, 1)), 2),  # narrow input, a height phase, a group
-        (2, 20, 5, (1, 3, 7), ((0, 0, 1), (1, 1, 2)), 1),  # a strided width: no transposes
-        (1, 7, 24, (2, 2, 13), ((1, 0, 0), (2, 1, 1)), 0),  # a ragged row end: overlapping transposes
+        (2, 19, 45, (2, 5, 21), ((0, 0, 0), (1, 1, 1)), 1),  # 8-channel groups, a 5-channel tail
+        (1, 16, 16, (1, 4, 16), ((0, 0, 0), (1, 1, 1)), 1),  # whole transposes only
+        (2, 3, 29, (1, 4, 9), ((0, 1, 0), (1, 2, 1)), 3),  # narrow input, a height phase, groups
+        (2, 20, 5, (1, 3, 7), ((0, 0, 1), (1, 1, 2)), 2),  # a strided width: no transposes
+        (1, 7, 24, (2, 2, 13), ((1, 0, 0), (2, 1, 1)), 1),  # a ragged row end: overlapping transposes
     ],
 )
-def test_blocked_forward_writes_exactly_its_cells(n, c_in, o, cells, phase, first):
-    # a 1x1 convolution picking input channel k % c_in for output k, plus a distinct bias:
-    # every output cell is exactly x + bias, stored only into its phase's cells and channels
+def test_blocked_forward_writes_exactly_its_cells(n, c_in, o, cells, phase, groups):
+    # a 1x1 convolution picking input channel (k + g) % c_in for output k of group g, plus a
+    # distinct bias: every output cell is exactly x + bias, stored only into its phase's cells;
+    # image i of out and xb is group i % groups, with that group's weights and bias
     rng = np.random.default_rng(2)
     width = conv_dense.plan_width(o, cells[2])  # the kernel computes the padded row
-    x = rng.standard_normal((n, c_in, cells[0], cells[1], width)).astype(np.float32)
+    x = rng.standard_normal((n * groups, c_in, cells[0], cells[1], width)).astype(np.float32)
     xb = blocked.to_blocked_folded(
         x,
         layout.index_maps(x.shape[2:], (0, 0, 0), x.shape[2:], "zeros"),
@@ -93,21 +94,23 @@ def test_blocked_forward_writes_exactly_its_cells(n, c_in, o, cells, phase, firs
         x.shape[2:],
         narrow=True,
     )
-    w = np.zeros((o, c_in, 1, 1, 1), np.float32)
-    w[np.arange(o), np.arange(o) % c_in] = 1
-    bias = rng.standard_normal(o).astype(np.float32)
+    pick = (np.arange(o)[None, :] + np.arange(groups)[:, None]) % c_in  # (groups, o)
+    w = np.zeros((groups, o, c_in, 1, 1, 1), np.float32)
+    w[np.arange(groups)[:, None], np.arange(o)[None, :], pick] = 1
+    bias = rng.standard_normal(groups * o).astype(np.float32)
     (s_d, s_h, s_w), (t_d, t_h, t_w) = phase
     size = tuple(s + (k - 1) * t + 1 for s, t, k in zip(*phase, cells, strict=True))
-    out = np.full((n, first + o + 2, *size), 7.0, np.float32)
+    out = np.full((n * groups, o, *size), 7.0, np.float32)
     want = out.copy()
-    picked = x[:, np.arange(o) % c_in, :, :, : cells[2]] + bias[:, None, None, None]
-    want[:, first : first + o, s_d::t_d, s_h::t_h, s_w::t_w] = picked
-    conv_dense.run_blocked(out, xb, w, bias, (1, 1, 1), (1, 1, 1), (0, 0, 0), phase, range(first, first + o))
+    for i in range(n * groups):
+        g = i % groups
+        picked = x[i, pick[g], :, :, : cells[2]] + bias[g * o : (g + 1) * o, None, None, None]
+        want[i, :, s_d::t_d, s_h::t_h, s_w::t_w] = picked
+    w = w.reshape(groups * o, c_in, 1, 1, 1)
+    conv_dense.run_blocked(out, xb, w, bias, (1, 1, 1), (1, 1, 1), (0, 0, 0), phase, groups)
     np.testing.assert_array_equal(out, want)
     strided = np.full((*out.shape, 2), 7.0, np.float32)[..., 0]  # not contiguous
-    conv_dense.run_blocked(
-        strided, xb, w, bias, (1, 1, 1), (1, 1, 1), (0, 0, 0), phase, range(first, first + o)
-    )
+    conv_dense.run_blocked(strided, xb, w, bias, (1, 1, 1), (1, 1, 1), (0, 0, 0), phase, groups)
     np.testing.assert_array_equal(strided, want)
 
 

@@ -244,11 +244,3 @@ def _tap_cells(kernel_hw, taps) -> np.ndarray:
 def weight_from_blocked(dw: np.ndarray, blocked: np.ndarray) -> None:
     """dw (O, C, KD, KH, KW) <- blocked (Ob, Cb, KD, KH, KW, 16 c, 16 o), cropped."""
     _weight_from_blocked_kernel(dw, blocked)
-
-
-def bias_to_blocked(bias, n_blocks: int) -> np.ndarray:
-    """bias (O,) or None -> (n_blocks * 16,), zero-padded."""
-    out = np.zeros(n_blocks * LANES, np.float32)
-    if bias is not None:
-        out[: len(bias)] = bias
-    return out

@@ -60,11 +60,9 @@ more compile time per kernel; 16 was no faster and doubled the compile time."""
 def _forward_source(nb: int, rw: int, pixel_step: int = 0) -> str:
     acc = [[f"a{j}_{i}" for i in range(rw)] for j in range(nb)]
     ind = " " * 12
-    init = "\n".join(
-        f"{ind}{acc[j][i]} = vload(bias, (ob0 + {j}) * 16)" for j in range(nb) for i in range(rw)
-    )
+    init = "\n".join(f"{ind}{acc[j][i]} = vload(bias, (gb + {j}) * 16)" for j in range(nb) for i in range(rw))
     wbase = "\n".join(
-        f"{ind}                wk{j} = (((((ob0 + {j}) * Cb + cb) * KD + kd) * KH + kh) * KW + kw) * CL * 16"
+        f"{ind}                wk{j} = (((((gb + {j}) * Cb + cb) * KD + kd) * KH + kh) * KW + kw) * CL * 16"
         for j in range(nb)
     )
 
@@ -90,10 +88,11 @@ from fastconv.backends.cpu.blocked import store_row
 
 
 @njit(**_JIT)
-def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, cells, first, O, OWp):
-    # out[n, first + o, cells] (o < O; cells: start + i*step per spatial axis, OD x OH x out_w of them) <- valid
-    # conv of xb (N, Cb, Dp, Hp, Wp, L) from cell (off_d, off_h, off_w) with wb (Ob, Cb, KD, KH, KW, CL, 16) + bias;
-    # out C-contiguous. Register block: {rw} output pixels x {nb} vectors of 16 output channels. Per tap the CL
+def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, cells, O, OWp, G):
+    # out[n, o, cells] (o < O; cells: start + i*step per spatial axis, OD x OH x out_w of them) <- valid
+    # conv of xb (N, Cb, Dp, Hp, Wp, L) from cell (off_d, off_h, off_w) with wb (G*Ob, Cb, KD, KH, KW, CL, 16) +
+    # bias (G*Ob*16,): image n is group n % G of a grouped convolution (G = 1: dense), its blocks of wb and bias
+    # from (n % G) * Ob on; out C-contiguous. Register block: {rw} output pixels x {nb} vectors of 16 output channels. Per tap the CL
     # inputs from xb[..., w*L] on are read (CL = L = 16: one channel block); the last block reads just ``tail``
     # (its padding lanes cost nothing). A narrow input (L < 16 channels) with its width taps packed into the
     # weights reads CL = KW*L consecutive cells per kernel row (see ``narrow_weight``). Each job computes its
@@ -101,7 +100,7 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
     N, C, D, H, W = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     (OD, OH, out_w), (start_d, start_h, start_w), (step_d, step_h, step_w) = cells
     Cb, Dp, Hp, Wp, L = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
-    Ob, KD, KH, KW, CL = wb.shape[0], wb.shape[2], wb.shape[3], wb.shape[4], wb.shape[5]
+    Ob, KD, KH, KW, CL = wb.shape[0] // G, wb.shape[2], wb.shape[3], wb.shape[4], wb.shape[5]
     xf, wf, of = xb.reshape(-1), wb.reshape(-1), out.reshape(-1)
     xs, plane = {xs}, D * H * W
     n_groups = Ob // {nb}
@@ -112,6 +111,7 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
         t //= OD
         ob0 = (t % n_groups) * {nb}
         n = t // n_groups
+        gb = (n % G) * Ob + ob0  # the job's first block of weights and bias
         row = np.empty({nb} * OWp * 16, np.float32)  # (NB, OWp, 16)
         for ow0 in range(0, OWp, {rw}):
 {init}
@@ -134,7 +134,7 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
         for j in range({nb}):
             channels = min(16, O - (ob0 + j) * 16)  # none in a block of padding
             if channels > 0:
-                dst = (n * C + first + (ob0 + j) * 16) * plane + at
+                dst = (n * C + (ob0 + j) * 16) * plane + at
                 store_row(of, dst, plane, out_w, step_w, channels, row, j * OWp * 16)
 """
 
@@ -298,29 +298,42 @@ def _plan(out_channels: int, out_width: int, isa: str) -> tuple[int, int, int, i
 
 
 def run_blocked(
-    out, xb, w, bias, stride, dilation, offsets=(0, 0, 0), phase=((0, 0, 0), (1, 1, 1)), channels=None
+    out,
+    xb,
+    w,
+    bias,
+    stride,
+    dilation,
+    offsets=(0, 0, 0),
+    phase=((0, 0, 0), (1, 1, 1)),
+    groups: int = 1,
 ) -> None:
     """out (N, O, OD, OH, OW) = valid conv of the blocked input xb, read from ``offsets``,
-    with w (O', C, KD, KH, KW) + bias (O',) or None; only the cells of
-    ``blocked.phase_view(out, phase)`` and, with ``channels`` (a range of O' channels: a
-    group's), only those; the others keep their values."""
+    with w (groups*O, C, KD, KH, KW) + bias (groups*O,) or None; only the cells of
+    ``blocked.phase_view(out, phase)``, the others keep their values. With ``groups``, image
+    n of out and xb is group n % groups of a grouped convolution (its weights and bias:
+    rows (n % groups)*O on)."""
     cells = blocked.phase_size(out.shape[2:], phase)
-    nb, rw, ob_padded, owp = _plan(w.shape[0], cells[2], simd.ISA)
+    o = w.shape[0] // groups
+    nb, rw, ob_padded, owp = _plan(o, cells[2], simd.ISA)
+    if o != ob_padded * LANES:  # each group's outputs padded to whole register blocks, zero weights
+        padded = np.zeros((groups, ob_padded * LANES, *w.shape[1:]), np.float32)
+        padded[:, :o] = w.reshape(groups, o, *w.shape[1:])
+        w = padded.reshape(-1, *w.shape[1:])
     if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
         wb = narrow_weight(w, dilation[2] == 1)
         tail = wb.shape[5]
     else:  # the real input channels of the last block
         wb = blocked.weight_to_blocked(w)
         tail = w.shape[1] - LANES * (xb.shape[1] - 1)
-    if ob_padded != wb.shape[0]:
-        wb = np.concatenate([wb, np.zeros((ob_padded - wb.shape[0], *wb.shape[1:]), np.float32)])
-    bias_b = blocked.bias_to_blocked(bias, ob_padded)
-    first = 0 if channels is None else channels.start
+    bias_b = np.zeros((groups, ob_padded * LANES), np.float32)
+    if bias is not None:
+        bias_b[:, :o] = bias.reshape(groups, o)
     dense = out if out.flags.c_contiguous else np.ascontiguousarray(out)  # other cells kept
     pixel_step = stride[2] * xb.shape[5] if stride[2] * xb.shape[5] in _CONSTANT_STEPS else 0
     kernel = _forward_kernel(nb, rw, pixel_step)
     where = tuple(tuple(int(v) for v in axis) for axis in (cells, *phase))  # int64s: one signature
-    kernel(dense, xb, wb, bias_b, tail, *stride, *dilation, *offsets, where, first, w.shape[0], owp)
+    kernel(dense, xb, wb, bias_b.reshape(-1), tail, *stride, *dilation, *offsets, where, o, owp, groups)
     if dense is not out:
         out[...] = dense
 

@@ -287,17 +287,20 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
         return
     if _is_grouped(geom, x.shape[1], out.shape[1]):
         group, g = _ungrouped(geom), geom.groups
-        if out.flags.c_contiguous and _flat("forward", group, out.shape[1] // g, x.shape[1] // g):
-            conv_flat.forward(out, x, w, bias, group, groups=g)  # every group in one call
+        if not _pointwise(group):  # every group in one call: the groups of an image as images
+            dense = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
+            if _flat("forward", group, out.shape[1] // g, x.shape[1] // g):
+                conv_flat.forward(dense, x, w, bias, group, groups=g)
+            else:
+                _forward_blocked(dense, x, w, bias, group, groups=g)
+            if dense is not out:
+                out[...] = dense
             return
-        in_place = _blocked("forward", group, out.shape[1] // g, x.shape[1] // g)
-        for cs, os in _groups(geom, x.shape[1], out.shape[1]):
-            b = None if bias is None else bias[_span(os)]
-            if in_place:
-                _forward_blocked(out, x, w[_span(os)], b, group, cs, os)
-                continue
+        for cs, os in _groups(geom, x.shape[1], out.shape[1]):  # pointwise: a row of pixels each
             part = np.empty((out.shape[0], len(os), *out.shape[2:]), np.float32)
-            conv_forward(part, x[:, _span(cs)], w[_span(os)], b, group)
+            conv_forward(
+                part, x[:, _span(cs)], w[_span(os)], None if bias is None else bias[_span(os)], group
+            )
             out[:, _span(os)] = part
         return
     if _pointwise(geom):
@@ -313,14 +316,19 @@ def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
     _forward_blocked(out, x, w, bias, geom)
 
 
-def _forward_blocked(out, x, w, bias, geom: ConvGeometry, cs=None, os=None) -> None:
-    """out <- conv(x, w (O', C', ...)) + bias on the blocked kernels; with ranges ``cs`` and
-    ``os``, x's channels cs in, out's channels os written (a group, in place)."""
-    owp = conv_dense.plan_width(w.shape[0], out.shape[4])
-    folds = _fold_plan(geom, x.shape[0], w.shape[1], w.shape[0], owp, forward=True)
-    xb, geom = _folded_input(x, geom, folds, owp, channels=cs)
+def _forward_blocked(out, x, w, bias, geom: ConvGeometry, groups: int = 1) -> None:
+    """out <- conv(x, w (O', C', ...)) + bias on the blocked kernels; with ``groups``
+    (``geom`` one group's, out C-contiguous) every group in one call: the groups of an image
+    are images of their own (x, out reshaped to (N*groups, C/groups, ...))."""
+    n = x.shape[0] * groups
+    if groups > 1:
+        x = layout.contiguous(x).reshape(n, -1, *x.shape[2:])
+        out = out.reshape(n, -1, *out.shape[2:])
+    owp = conv_dense.plan_width(w.shape[0] // groups, out.shape[4])
+    folds = _fold_plan(geom, n, w.shape[1], w.shape[0] // groups, owp, forward=True)
+    xb, geom = _folded_input(x, geom, folds, owp)
     w = _fold_weight(w, folds)
-    conv_dense.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, (0, 0, 0), channels=os)
+    conv_dense.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, groups=groups)
 
 
 def _phase_taps(r: int, stride: int, dil: int, lo: int, k: int):
@@ -363,32 +371,31 @@ def _adjoint_phases(in_size, stride, dilation, pad_lo, kernel):
     return tuple(dead), tuple(phases), tuple(flipped), lo
 
 
-def _backward_input_zeros(
-    dx, dy, w, stride, dilation, pad_lo, flat: bool, cs=None, os=None, groups: int = 1
-) -> None:
+def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool, groups: int = 1) -> None:
     """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, one stride phase at a time,
     each a stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the
     phase's taps of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat``
-    (dy flattened once; with ``groups``, w (O, C/groups, ...) grouped, every group in one
-    call), else the channel-blocked ones (dy converted once; with ranges ``cs`` and ``os``,
-    only dx's channels cs, from dy's channels os: a group, in place)."""
+    (dy flattened once), else the channel-blocked ones (dy converted once). With ``groups``
+    (w (O, C/groups, ...), dx C-contiguous) every group in one call: the groups of an image
+    are images of their own."""
     dead, phases, flipped, lo = _adjoint_phases(dx.shape[2:], stride, dilation, pad_lo, w.shape[2:])
-    span = slice(None) if cs is None else _span(cs)
     for cells in dead:  # no tap reaches these cells
-        blocked.phase_view(dx[:, span], cells)[...] = 0
+        blocked.phase_view(dx, cells)[...] = 0
     if not phases:
         return
-    weights = [
-        blocked.adjoint_taps(w, taps, groups) for taps in flipped
-    ]  # (C, O/groups, ...): x's channels out
+    weights = [blocked.adjoint_taps(w, taps, groups) for taps in flipped]  # (C, O/groups, ...)
     if flat:
         conv_flat.backward_phases(dx, dy, weights, phases, lo, groups)
         return
+    if groups > 1:
+        n = dx.shape[0] * groups
+        dx = dx.reshape(n, -1, *dx.shape[2:])
+        dy = layout.contiguous(dy).reshape(n, -1, *dy.shape[2:])
     owp = conv_dense.plan_width(w.shape[1], -(-dx.shape[4] // stride[2]))
     maps = _adjoint_maps(dx.shape[2:], dy.shape[2:], phases, lo, owp)
-    dyb = blocked.to_blocked(layout.contiguous(dy), maps, channels=os)
+    dyb = blocked.to_blocked(layout.contiguous(dy), maps)
     for (cells, _, start, dil), w_phase in zip(phases, weights, strict=True):
-        conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells, channels=cs)
+        conv_dense.run_blocked(dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells, groups=groups)
 
 
 @functools.lru_cache(maxsize=256)
@@ -411,21 +418,14 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
         return
     if _is_grouped(geom, dx.shape[1], dy.shape[1]):
         group, g = _ungrouped(geom), geom.groups
-        zeros = geom.padding_mode == "zeros"
-        if (
-            zeros
-            and dx.flags.c_contiguous
-            and _flat("backward_input", group, dx.shape[1] // g, dy.shape[1] // g)
-        ):
-            _backward_input_zeros(dx, dy, w, geom.stride, geom.dilation, geom.pad_lo, True, groups=g)
+        if geom.padding_mode == "zeros" and not _pointwise(group):  # every group in one call
+            dense = dx if dx.flags.c_contiguous else np.empty(dx.shape, np.float32)
+            flat = _flat("backward_input", group, dx.shape[1] // g, dy.shape[1] // g)
+            _backward_input_zeros(dense, dy, w, geom.stride, geom.dilation, geom.pad_lo, flat, groups=g)
+            if dense is not dx:
+                dx[...] = dense
             return
-        in_place = zeros and _blocked("backward_input", group, dx.shape[1] // g, dy.shape[1] // g)
         for cs, os in _groups(geom, dx.shape[1], dy.shape[1]):
-            if in_place:
-                _backward_input_zeros(
-                    dx, dy, w[_span(os)], geom.stride, geom.dilation, geom.pad_lo, False, cs, os
-                )
-                continue
             part = np.empty((dx.shape[0], len(cs), *dx.shape[2:]), np.float32)
             conv_backward_input(part, dy[:, _span(os)], w[_span(os)], group)
             dx[:, _span(cs)] = part
