@@ -121,18 +121,18 @@ def store_row(of, dst, plane, out_w, step_w, channels, row, src):
                 of[U64(d + c * plane + ow * step_w)] = row[U64(s + ow * LANES + c)]
 
 
-def to_blocked(x: np.ndarray, maps, slot: str = "input", channels: range | None = None) -> np.ndarray:
+def to_blocked(x: np.ndarray, maps, slot: str = "input") -> np.ndarray:
     """x (N, C, D, H, W) float32 -> (N, Cb, len(map_d), len(map_h), len(map_w), 16), in the
-    scratch array of ``slot``; only x's ``channels`` (default all: a group's, read in place)."""
-    src_c, zero = _channel_table(range(x.shape[1]) if channels is None else channels)
+    scratch array of ``slot``."""
+    src_c, zero = _channel_table(x.shape[1])
     size = tuple(len(m) for m in maps)
     return to_blocked_folded(x, maps, src_c, zero, zero, (1, 1), size, slot, plain=True)
 
 
 @functools.lru_cache(maxsize=256)
-def _channel_table(channels: range) -> tuple[np.ndarray, np.ndarray]:
+def _channel_table(channels: int) -> tuple[np.ndarray, np.ndarray]:
     """(source channels, zero offsets) of an unfolded conversion; cached (callers only read)."""
-    return np.arange(channels.start, channels.stop), np.zeros(len(channels), np.int64)
+    return np.arange(channels), np.zeros(channels, np.int64)
 
 
 def to_blocked_folded(

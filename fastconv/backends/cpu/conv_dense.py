@@ -165,33 +165,37 @@ def _backward_weight_source(nb: int, kt: int, cs: int) -> str:
     return f"""
 
 @njit(**_JIT)
-def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw):
-    # dwb (Ob, Cb, KD, KH, KW, 16 c, 16 o) = sum over n and outputs of dyb (N, Ob, OD, OH, OW, 16) x xb (N, Cb, Dp, Hp, Wp, L)
-    # (L = 16, or fewer channels in one narrow block: lanes c < L of dwb); one job owns the dW of {nb} output
+def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw, G):
+    # dwb (G*Ob, Cb, KD, KH, KW, 16 c, 16 o) = sum over n and outputs of dyb (N, Ob, OD, OH, OW, 16) x xb (N, Cb, Dp, Hp, Wp, L)
+    # (L = 16, or fewer channels in one narrow block: lanes c < L of dwb); image n is group n % G of a grouped
+    # convolution (G = 1: dense), summed into that group's blocks of dwb; one job owns the dW of {nb} output
     # blocks x one input block x one depth tap, summed in place (L1-resident) a few rows at a time; register tile:
     # {nb} output vectors x {kt} width taps x {cs} input channels
-    Ob, Cb, KD, KH, KW = dwb.shape[0], dwb.shape[1], dwb.shape[2], dwb.shape[3], dwb.shape[4]
+    Ob, Cb, KD, KH, KW = dwb.shape[0] // G, dwb.shape[1], dwb.shape[2], dwb.shape[3], dwb.shape[4]
     N, OD, OH, OW = dyb.shape[0], dyb.shape[2], dyb.shape[3], dyb.shape[4]
     Dp, Hp, Wp, L = xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
     dwf, dyf, xf = dwb.reshape(-1), dyb.reshape(-1), xb.reshape(-1)
     xs, xt, dys, obs = sw * L, dw * L, OD * OH * OW * 16, Cb * KD * KH * KW * 256
     tile = KH * KW * 256
     rows = max(1, -(-{_TILE_PIXELS} // OW))  # output rows per sweep of the register tile
-    for job in prange(Ob // {nb} * Cb * KD):
+    for job in prange(G * (Ob // {nb}) * Cb * KD):
         kd = job % KD
         t = job // KD
         cb = t % Cb
-        ob0 = (t // Cb) * {nb}
+        t //= Cb
+        ob0 = (t % (Ob // {nb})) * {nb}
+        g = t // (Ob // {nb})
+        gob0 = g * Ob + ob0  # the job's first block of dwb
         for j in range({nb}):
-            first = (((ob0 + j) * Cb + cb) * KD + kd) * tile
+            first = (((gob0 + j) * Cb + cb) * KD + kd) * tile
             dwf[first : first + tile] = 0
-        for n in range(N):
+        for n in range(g, N, G):  # the images of group g, in order
             for od in range(OD):
                 for oh0 in range(0, OH, rows):
                     for kh in range(KH):
                         for kw0 in range(0, KW, {kt}):
                             for c0 in range(0, L, {cs}):
-                                base = ((((ob0 * Cb + cb) * KD + kd) * KH + kh) * KW + kw0) * 256 + c0 * 16
+                                base = ((((gob0 * Cb + cb) * KD + kd) * KH + kh) * KW + kw0) * 256 + c0 * 16
 {load}
                                 for oh in range(oh0, min(oh0 + rows, OH)):
                                     dyrow = (((n * Ob + ob0) * OD + od) * OH + oh) * OW * 16
@@ -357,14 +361,21 @@ def plan_width(out_channels: int, out_width: int) -> int:
     return _plan(out_channels, out_width, simd.ISA)[3]
 
 
-def backward_weight_blocked(dw, dyb, xb, stride, dilation) -> None:
-    """dw (O, C, KD, KH, KW) <- from blocked dyb (N, Ob, OD, OH, OW, 16) and xb (N, Cb, ..., L)
-    (L = 16, or C < 16 channels in one narrow block)."""
-    dwb = np.empty((dyb.shape[1], xb.shape[1], *dw.shape[2:], LANES, LANES), np.float32)
-    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4], xb.shape[5], jobs=xb.shape[1] * dw.shape[2])
+def backward_weight_blocked(dw, dyb, xb, stride, dilation, groups: int = 1) -> None:
+    """dw (groups*O, C, KD, KH, KW) <- from blocked dyb (N, Ob, OD, OH, OW, 16) and xb (N, Cb,
+    ..., L) (L = 16, or C < 16 channels in one narrow block); with ``groups``, image n is
+    group n % groups (its gradient: rows (n % groups)*O on)."""
+    dwb = np.empty((groups * dyb.shape[1], xb.shape[1], *dw.shape[2:], LANES, LANES), np.float32)
+    jobs = groups * xb.shape[1] * dw.shape[2]
+    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4], xb.shape[5], jobs=jobs)
     if dyb.shape[1] % nb or dw.shape[4] % kt or xb.shape[5] % cs:  # no tails: never write past dW
         raise ValueError(
             f"weight-gradient tile {(nb, kt, cs)} does not divide {dyb.shape[1]} blocks x {dw.shape[4]} taps"
         )
-    _backward_weight_kernel(nb, kt, cs)(dwb, dyb, xb, *stride, *dilation)
-    blocked.weight_from_blocked(dw, dwb)
+    _backward_weight_kernel(nb, kt, cs)(dwb, dyb, xb, *stride, *dilation, groups)
+    if groups == 1:
+        blocked.weight_from_blocked(dw, dwb)
+        return
+    o, full = dw.shape[0] // groups, np.empty((dwb.shape[0] * LANES, *dw.shape[1:]), np.float32)
+    blocked.weight_from_blocked(full, dwb)  # each group's outputs padded to whole blocks
+    dw[...] = full.reshape(groups, -1, *dw.shape[1:])[:, :o].reshape(dw.shape)

@@ -205,14 +205,12 @@ def _cached_fold_plan(geom, batch, channels, out_channels, out_width, forward, i
     return min(itertools.product(*(_axis_folds(*a) for a in axes)), key=cost)
 
 
-def _folded_input(x, geom: ConvGeometry, folds, out_width: int, channels=None):
+def _folded_input(x, geom: ConvGeometry, folds, out_width: int):
     """The blocked input of ``geom`` under ``folds`` (height, width), gathered in one pass
-    from x (N, C, D, H, W), or from its ``channels`` (a range: a group's): blocked channel
-    (c*nh + a)*nw + b is input channel c under height offset a and width offset b, fewer
-    than 16 of them in one narrow block of just that many lanes; and the geometry of the
-    equivalent convolution."""
-    channels = range(x.shape[1]) if channels is None else channels
-    maps, tables, steps, size, plain, unit = _folded_plan(geom, folds, out_width, channels)
+    from x (N, C, D, H, W): blocked channel (c*nh + a)*nw + b is input channel c under
+    height offset a and width offset b, fewer than 16 of them in one narrow block of just
+    that many lanes; and the geometry of the equivalent convolution."""
+    maps, tables, steps, size, plain, unit = _folded_plan(geom, folds, out_width, range(x.shape[1]))
     xb = blocked.to_blocked_folded(layout.contiguous(x), maps, *tables, steps, size, narrow=True, plain=plain)
     return xb, unit
 
@@ -462,12 +460,11 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
         return
     if _is_grouped(geom, x.shape[1], dy.shape[1]):
         group, g = _ungrouped(geom), geom.groups
-        in_place = _blocked("backward_weight", group, dy.shape[1] // g, x.shape[1] // g)
+        if _blocked("backward_weight", group, dy.shape[1] // g, x.shape[1] // g):
+            _backward_weight_blocked(dw, dy, x, group, groups=g)  # every group in one call
+            return
         for cs, os in _groups(geom, x.shape[1], dy.shape[1]):
-            if in_place:
-                _backward_weight_blocked(dw[_span(os)], dy, x, group, cs, os)
-            else:
-                conv_backward_weight(dw[_span(os)], dy[:, _span(os)], x[:, _span(cs)], group)
+            conv_backward_weight(dw[_span(os)], dy[:, _span(os)], x[:, _span(cs)], group)
         return
     if _pointwise(geom):
         row = _row_geometry(geom)
@@ -479,13 +476,19 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     _backward_weight_blocked(dw, dy, x, geom)
 
 
-def _backward_weight_blocked(dw, dy, x, geom: ConvGeometry, cs=None, os=None) -> None:
-    """dw (O', C', ...) <- the weight gradient on the blocked kernels; with ranges ``cs`` and
-    ``os``, from x's channels cs and dy's channels os (a group, read in place)."""
-    dyb = blocked.to_blocked(layout.contiguous(dy), _identity_maps(dy.shape[2:]), slot="grad", channels=os)
-    folds = _fold_plan(geom, x.shape[0], dw.shape[1], dw.shape[0], dy.shape[4])
-    xb, unit = _folded_input(x, geom, folds, dy.shape[4], channels=cs)
+def _backward_weight_blocked(dw, dy, x, geom: ConvGeometry, groups: int = 1) -> None:
+    """dw (O', C', ...) <- the weight gradient on the blocked kernels; with ``groups``
+    (``geom`` one group's) every group in one call: the groups of an image are images of
+    their own (x, dy reshaped to (N*groups, C/groups, ...)), each summed into its own rows
+    of dw."""
+    n = x.shape[0] * groups
+    if groups > 1:
+        x = layout.contiguous(x).reshape(n, -1, *x.shape[2:])
+        dy = layout.contiguous(dy).reshape(n, -1, *dy.shape[2:])
+    dyb = blocked.to_blocked(layout.contiguous(dy), _identity_maps(dy.shape[2:]), slot="grad")
+    folds = _fold_plan(geom, n, dw.shape[1], dw.shape[0] // groups, dy.shape[4])
+    xb, unit = _folded_input(x, geom, folds, dy.shape[4])
     folded_channels = dw.shape[1] * len(folds[0].offsets) * len(folds[1].offsets)
     dw_folded = np.empty((dw.shape[0], folded_channels, *unit.kernel), np.float32)
-    conv_dense.backward_weight_blocked(dw_folded, dyb, xb, unit.stride, unit.dilation)
+    conv_dense.backward_weight_blocked(dw_folded, dyb, xb, unit.stride, unit.dilation, groups)
     _unfold_weight(dw, dw_folded, folds)
