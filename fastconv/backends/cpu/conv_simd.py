@@ -1,8 +1,10 @@
 """SIMD convolution for float32: picks the kernels of each pass and builds the passes.
 
 - Depthwise (groups = C_in = C_out): ``conv_depthwise``, on NCDHW directly.
-- Grouped: one dense convolution per group; on the blocked kernels each group's channels
-  are converted from, and written back into, the full arrays (no per-group copies).
+- Grouped: every group in one call, the groups of an image run as images of their own
+  (x, out reshaped to (N*groups, C/groups, ...), a free view); the flat and blocked kernels
+  pick each image's group weights (n % groups) and the weight gradient sums each group's
+  images. Grouped 1x1 kernels run group by group, each as one row of pixels.
 - 1x1 kernels without padding: a matrix product over the pixels the stride selects, run as
   one long row of pixels.
 - Few output channels (LeNet; the input gradient of an RGB layer): ``conv_flat``, vectors
@@ -44,7 +46,7 @@ def _is_depthwise(geom: ConvGeometry, in_channels: int, out_channels: int) -> bo
 
 
 def _is_grouped(geom: ConvGeometry, in_channels: int, out_channels: int) -> bool:
-    """Grouped but not depthwise: run as ``groups`` dense convolutions."""
+    """Grouped but not depthwise: ``groups`` dense convolutions, run as one (groups as images)."""
     return geom.groups > 1 and not geom.groups == in_channels == out_channels
 
 
