@@ -436,10 +436,9 @@ def forward(out, x, w, bias, geom: ConvGeometry, groups: int = 1) -> None:
     ``geom`` that of one group (out C-contiguous where ``groups`` > 1). The groups of an
     image run as images of their own (x and out reshaped to (N*groups, C/groups, ...)), all
     in one kernel call."""
-    n, o = out.shape[:2]
-    maps, run, length = _forward_plan(geom, o // groups, simd.ISA)
-    xs = layout.contiguous(x).reshape(n * groups, -1, *x.shape[2:])
-    _run(out.reshape(n * groups, -1, *out.shape[2:]), _flat(xs, maps, length, "input"), w, bias, run, groups)
+    maps, run, length = _forward_plan(geom, out.shape[1] // groups, simd.ISA)
+    xs = layout.group_images(layout.contiguous(x), groups)
+    _run(layout.group_images(out, groups), _flat(xs, maps, length, "input"), w, bias, run, groups)
 
 
 @functools.lru_cache(maxsize=256)
@@ -472,9 +471,7 @@ def backward_phases(dx, dy, weights, phases, lo, groups: int = 1) -> None:
     below and read from cell ``start``; with ``groups`` (dx C-contiguous), group g's channels
     of dx from its channels of dy, by the weights' rows g*C/groups on. dy is flattened once,
     on a grid that every phase fits in."""
-    n = dx.shape[0]
-    dxs = dx.reshape(n * groups, -1, *dx.shape[2:])
-    dys = layout.contiguous(dy).reshape(n * groups, -1, *dy.shape[2:])
+    dxs, dys = layout.group_images(dx, groups), layout.group_images(layout.contiguous(dy), groups)
     maps, length, runs = _phases_plan(dxs.shape[2:], dxs.shape[1], dys.shape[2:], phases, lo, simd.ISA)
     xf = _flat(dys, maps, length, "input")
     for w, run in zip(weights, runs, strict=True):

@@ -320,12 +320,10 @@ def _forward_blocked(out, x, w, bias, geom: ConvGeometry, groups: int = 1) -> No
     """out <- conv(x, w (O', C', ...)) + bias on the blocked kernels; with ``groups``
     (``geom`` one group's, out C-contiguous) every group in one call: the groups of an image
     are images of their own (x, out reshaped to (N*groups, C/groups, ...))."""
-    n = x.shape[0] * groups
     if groups > 1:
-        x = layout.contiguous(x).reshape(n, -1, *x.shape[2:])
-        out = out.reshape(n, -1, *out.shape[2:])
-    owp = conv_dense.plan_width(w.shape[0] // groups, out.shape[4])
-    folds = _fold_plan(geom, n, w.shape[1], w.shape[0] // groups, owp, forward=True)
+        x, out = layout.group_images(layout.contiguous(x), groups), layout.group_images(out, groups)
+    owp = conv_dense.plan_width(out.shape[1], out.shape[4])
+    folds = _fold_plan(geom, x.shape[0], w.shape[1], out.shape[1], owp, forward=True)
     xb, geom = _folded_input(x, geom, folds, owp)
     w = _fold_weight(w, folds)
     conv_dense.run_blocked(out, xb, w, bias, geom.stride, geom.dilation, groups=groups)
@@ -388,9 +386,7 @@ def _backward_input_zeros(dx, dy, w, stride, dilation, pad_lo, flat: bool, group
         conv_flat.backward_phases(dx, dy, weights, phases, lo, groups)
         return
     if groups > 1:
-        n = dx.shape[0] * groups
-        dx = dx.reshape(n, -1, *dx.shape[2:])
-        dy = layout.contiguous(dy).reshape(n, -1, *dy.shape[2:])
+        dx, dy = layout.group_images(dx, groups), layout.group_images(layout.contiguous(dy), groups)
     owp = conv_dense.plan_width(w.shape[1], -(-dx.shape[4] // stride[2]))
     maps = _adjoint_maps(dx.shape[2:], dy.shape[2:], phases, lo, owp)
     dyb = blocked.to_blocked(layout.contiguous(dy), maps)
@@ -483,12 +479,11 @@ def _backward_weight_blocked(dw, dy, x, geom: ConvGeometry, groups: int = 1) -> 
     (``geom`` one group's) every group in one call: the groups of an image are images of
     their own (x, dy reshaped to (N*groups, C/groups, ...)), each summed into its own rows
     of dw."""
-    n = x.shape[0] * groups
+    x, dy = layout.contiguous(x), layout.contiguous(dy)
     if groups > 1:
-        x = layout.contiguous(x).reshape(n, -1, *x.shape[2:])
-        dy = layout.contiguous(dy).reshape(n, -1, *dy.shape[2:])
-    dyb = blocked.to_blocked(layout.contiguous(dy), _identity_maps(dy.shape[2:]), slot="grad")
-    folds = _fold_plan(geom, n, dw.shape[1], dw.shape[0] // groups, dy.shape[4])
+        x, dy = layout.group_images(x, groups), layout.group_images(dy, groups)
+    dyb = blocked.to_blocked(dy, _identity_maps(dy.shape[2:]), slot="grad")
+    folds = _fold_plan(geom, x.shape[0], dw.shape[1], dy.shape[1], dy.shape[4])
     xb, unit = _folded_input(x, geom, folds, dy.shape[4])
     folded_channels = dw.shape[1] * len(folds[0].offsets) * len(folds[1].offsets)
     dw_folded = np.empty((dw.shape[0], folded_channels, *unit.kernel), np.float32)

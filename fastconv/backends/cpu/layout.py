@@ -61,6 +61,16 @@ def contiguous(a: np.ndarray) -> np.ndarray:
     return np.array(a, order="C", copy=True)
 
 
+def group_images(a: np.ndarray, groups: int) -> np.ndarray:
+    """a (N, groups*C, D, H, W), C-contiguous -> the view (N*groups, C, D, H, W): the groups
+    of an image as images of their own (image n*groups + g is group g of image n), which is
+    how grouped convolutions run in one kernel call. A view, never a copy, so an output
+    written through it is written in place."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"group_images needs a C-contiguous array, got strides {a.strides}")
+    return a.reshape(a.shape[0] * groups, a.shape[1] // groups, *a.shape[2:])
+
+
 def padded_input(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """x (N, C, D, H, W) -> the padded input the valid-convolution kernels read."""
     maps = pad_maps(geom)
