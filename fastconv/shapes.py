@@ -594,9 +594,9 @@ def check_pool_grad_output(grad_output, expected: tuple[int, ...], op: str) -> N
         )
 
 
-def check_indices(indices, shape: tuple[int, ...], plane_size: int, plane: str) -> None:
-    """Pooling indices: an int64 array of ``shape`` (None entries: any size) whose entries index
-    a (n, c) plane of ``plane_size`` cells (the range is checked on NumPy arrays)."""
+def check_indices(indices, shape: tuple[int, ...]) -> None:
+    """Pooling indices: an int64 array of ``shape`` (None entries: any size). Their range is
+    checked by the kernels that use them (``index_range_error``)."""
     if not is_array(indices):
         raise TypeError(f"indices must be a NumPy array (or a CUDA array), got {type(indices).__name__}")
     if np.dtype(indices.dtype) != np.int64:
@@ -609,11 +609,15 @@ def check_indices(indices, shape: tuple[int, ...], plane_size: int, plane: str) 
     ):
         want = tuple("any" if s is None else s for s in shape)
         raise ValueError(f"indices must have shape {want}, got {tuple(indices.shape)}".replace("'", ""))
-    # one pass: viewed as uint64 a negative index is >= 2**63, so one max finds both kinds
-    if isinstance(indices, np.ndarray) and indices.size and int(indices.view(np.uint64).max()) >= plane_size:
-        low = int(indices.min())
-        bad = low if low < 0 else int(indices.max())
-        raise ValueError(f"indices must lie in [0, {plane_size}) (flat positions in {plane}), found {bad}")
+
+
+def index_range_error(indices: np.ndarray, plane_size: int, plane: str) -> ValueError:
+    """The error for NumPy ``indices`` some of which lie outside [0, plane_size), the flat
+    positions of a (n, c) plane (``plane`` names it), naming the first offender by kind: the
+    lowest if negative, else the highest."""
+    low = int(indices.min())
+    bad = low if low < 0 else int(indices.max())
+    return ValueError(f"indices must lie in [0, {plane_size}) (flat positions in {plane}), found {bad}")
 
 
 def unpool_output_size(d: int, in_size, kernel, stride, pad, output_size) -> tuple[int, ...]:

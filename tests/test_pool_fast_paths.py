@@ -230,6 +230,56 @@ def test_max_pool_backward_index_range(bad, found):
     assert fc.max_pool2d_backward(np.ones((1, 1, 2, 2)), idx, (1, 1, 5, 6))[0, 0, 4, 5] == 4
 
 
+G, IDX = np.ones((2, 3, 3, 3), np.float32), np.zeros((2, 3, 3, 3), np.int64)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: fc.max_pool2d_backward(G, IDX + 36, (2, 3, 6, 6)),
+            r"\[0, 36\) \(flat positions in the input planes\), found 36$",
+        ),
+        (lambda: fc.max_pool2d_backward(G, IDX - 1, (2, 3, 6, 6)), r"\[0, 36\).*found -1$"),
+        (lambda: fc.adaptive_max_pool2d_backward(G, IDX + 4, (2, 3, 2, 2)), r"\[0, 4\).*found 4$"),
+        (
+            lambda: fc.max_unpool2d(G, IDX + 36, 2),
+            r"\[0, 36\) \(flat positions in the output planes of size \(6, 6\)\)",
+        ),
+        (
+            lambda: fc.max_unpool2d_backward(np.ones((2, 3, 6, 6)), IDX + 36),
+            r"\[0, 36\).*planes of grad_output",
+        ),
+    ],
+)
+def test_index_range_checked_by_the_kernels(call, message):
+    """The range of pooling indices is checked by the index kernels as they read them (not in
+    a pass of its own): an index out of range raises, naming it, and returns nothing."""
+    with pytest.raises(ValueError, match=r"indices must lie in " + message):
+        call()
+
+
+@pytest.mark.parametrize("kernel", ["scatter_add", "scatter", "gather"])
+def test_index_kernels_skip_and_count_out_of_range(kernel):
+    """Each index kernel skips an index outside its row (never touching memory there), does
+    the rest, and returns how many it skipped: negative ones and huge ones alike."""
+    rng = np.random.default_rng(5)
+    idx = rng.integers(0, 7, (3, 6))
+    idx[0, 1], idx[1, 4], idx[2, 0] = -1, 7, -(2**63)
+    ok = (idx >= 0) & (idx < 7)
+    src = rng.random((3, 6 if kernel != "gather" else 7)).astype(np.float32)
+    out = np.full((3, 7 if kernel != "gather" else 6), np.nan, np.float32)
+    skipped = getattr(cpu_pool, f"_{kernel}_kernel")(out, src, idx)
+    assert skipped == 3
+    if kernel == "gather":
+        want = np.where(ok, np.take_along_axis(src, np.where(ok, idx, 0), 1), 0)
+    else:
+        want = np.zeros((3, 7), np.float32)
+        for p, j in zip(*np.nonzero(ok), strict=True):
+            want[p, idx[p, j]] = want[p, idx[p, j]] + src[p, j] if kernel == "scatter_add" else src[p, j]
+    assert np.array_equal(out, want)
+
+
 # -- the memoised geometry --
 
 

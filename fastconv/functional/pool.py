@@ -39,11 +39,20 @@ def pool_geometry(d, x_shape, kernel_size, stride, padding, dilation=1, ceil_mod
     return shapes.pool_geometry(d, x_shape, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def batched_indices(indices, shape, unbatched: bool, plane_size: int, plane: str):
+def batched_indices(indices, shape, unbatched: bool):
     """Check pooling indices against the batched ``shape`` (without its N when ``unbatched``;
     None entries: any size); return them batched."""
-    shapes.check_indices(indices, tuple(shape)[1:] if unbatched else shape, plane_size, plane)
+    shapes.check_indices(indices, tuple(shape)[1:] if unbatched else shape)
     return indices.reshape((1, *indices.shape)) if unbatched else indices
+
+
+def run_indexed(kernel, dst, src, indices, plane_size: int, plane: str) -> None:
+    """``kernel(dst, src, indices)``, a backend kernel that checks the range of the indices as
+    it uses them and returns how many lie outside [0, plane_size) (``plane`` names those
+    planes); raise when any did (an empty ``dst`` has no cell for any index)."""
+    bad = kernel(dst, src, indices) if dst.size else indices.size
+    if bad:
+        raise shapes.index_range_error(indices, plane_size, plane)
 
 
 def max_pool_with_geometry(d, x, unbatched, geom, return_indices):
@@ -72,12 +81,11 @@ def max_pool_backward(d, grad_output, indices, input_shape, op="max pooling"):
     input_shape, unbatched = _input_shape("input_shape", input_shape, d)
     grad_output = _grad_output(grad_output, d, unbatched)
     shapes.check_pool_grad_output(grad_output, (*input_shape[:2], *grad_output.shape[2:]), op)
-    plane = shapes.math_prod(input_shape[2:])
-    indices = batched_indices(indices, grad_output.shape, unbatched, plane, "the input planes")
+    indices = batched_indices(indices, grad_output.shape, unbatched)
     backend = backend_for(grad_output=grad_output, indices=indices)
     dx = backend.empty(input_shape, grad_output.dtype)
-    if dx.size:
-        backend.max_pool_backward(dx, grad_output, indices)
+    plane = shapes.math_prod(input_shape[2:])
+    run_indexed(backend.max_pool_backward, dx, grad_output, indices, plane, "the input planes")
     return dx[0] if unbatched else dx
 
 

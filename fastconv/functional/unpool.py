@@ -8,7 +8,7 @@ from __future__ import annotations
 from .. import shapes
 from ..backends import backend_for
 from .conv import Array, _batched_input
-from .pool import LAYOUT, OUT_LAYOUT, batched_indices, name
+from .pool import LAYOUT, OUT_LAYOUT, batched_indices, name, run_indexed
 
 
 def max_unpool(d, x, indices, kernel_size, stride, padding, output_size):
@@ -17,12 +17,11 @@ def max_unpool(d, x, indices, kernel_size, stride, padding, output_size):
     stride = kernel if stride is None else shapes.int_tuple("stride", stride, d, 1)
     pad = shapes.int_tuple("padding", padding, d, 0)
     size = shapes.unpool_output_size(d, x.shape[2:], kernel, stride, pad, output_size)
-    plane = shapes.math_prod(size)
-    indices = batched_indices(indices, x.shape, unbatched, plane, f"the output planes of size {size}")
+    indices = batched_indices(indices, x.shape, unbatched)
     backend = backend_for(x=x, indices=indices)
     out = backend.empty((*x.shape[:2], *size), x.dtype)
-    if out.size:
-        backend.max_unpool_forward(out, x, indices)
+    plane = shapes.math_prod(size)
+    run_indexed(backend.max_unpool_forward, out, x, indices, plane, f"the output planes of size {size}")
     return out[0] if unbatched else out
 
 
@@ -33,11 +32,10 @@ def max_unpool_backward(d, grad_output, indices):
         grad_output = grad_output.reshape((1, *grad_output.shape))
     plane = shapes.math_prod(grad_output.shape[2:])
     shape = (*grad_output.shape[:2], *(None,) * d)
-    indices = batched_indices(indices, shape, unbatched, plane, "the planes of grad_output")
+    indices = batched_indices(indices, shape, unbatched)
     backend = backend_for(grad_output=grad_output, indices=indices)
     dx = backend.empty(indices.shape, grad_output.dtype)
-    if dx.size:
-        backend.max_unpool_backward(dx, grad_output, indices)
+    run_indexed(backend.max_unpool_backward, dx, grad_output, indices, plane, "the planes of grad_output")
     return dx[0] if unbatched else dx
 
 

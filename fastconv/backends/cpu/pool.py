@@ -10,7 +10,10 @@ output rows and sweep each window tap along the whole row (visiting every window
 scan order), which LLVM vectorises: max pooling reads the windows lying inside the row
 without bounds checks, at a constant stride; backward kernels and scatters parallelise over
 (n, c) planes, one thread owning a plane and accumulating in a fixed order. Results are
-race-free and bitwise identical for any thread count.
+race-free and bitwise identical for any thread count. The index kernels check each index as
+they use it, skip one outside its plane and return how many they skipped (the functional layer
+raises): a separate range check was a whole extra read of the int64 indices, a third of max
+pooling's backward.
 
 Average pooling whose windows tile the input (kernel == stride, no padding: every window
 full, none overlapping) skips the tables: plain block sums, and for global pooling (one window
@@ -270,31 +273,52 @@ def _row_fill_kernel(dx, dy, divisor):
 
 @njit(**_JIT)
 def _scatter_add_kernel(out, src, idx):
-    # out (P, M) = src (P, K) summed at idx (P, K) within each row; every idx in [0, M) (checked
-    # by the caller: shapes.check_indices)
+    # out (P, M) = src (P, K) summed at idx (P, K) within each row; returns how many idx lie
+    # outside [0, M) (skipped). Checking here, not in a pass of its own, saves a read of idx.
+    M, bad = np.uint64(out.shape[1]), np.zeros(out.shape[0], np.int64)
     for p in prange(out.shape[0]):  # one thread owns a row (an (n, c) plane), adds in order
         row, s, ix = out[p], src[p], idx[p]
         row[:] = 0  # the plane stays in cache for the scatter
         for j in range(s.shape[0]):
-            row[np.uint64(ix[j])] += s[j]  # unsigned: no negative-index wrap code
+            i = np.uint64(ix[j])  # unsigned: a negative index is >= 2**63, one comparison
+            if i < M:
+                row[i] += s[j]
+            else:
+                bad[p] += 1
+    return bad.sum()
 
 
 @njit(**_JIT)
 def _scatter_kernel(out, src, idx):
-    # out (P, M) = src (P, K) placed at idx (P, K) within each row, zero elsewhere; the last write wins
+    # out (P, M) = src (P, K) placed at idx (P, K) within each row, zero elsewhere; the last
+    # write wins; returns how many idx lie outside [0, M) (skipped)
+    M, bad = np.uint64(out.shape[1]), np.zeros(out.shape[0], np.int64)
     for p in prange(out.shape[0]):  # one thread owns a row (an (n, c) plane)
         row = out[p]
         row[:] = 0
         for j in range(src.shape[1]):
-            row[idx[p, j]] = src[p, j]
+            i = np.uint64(idx[p, j])
+            if i < M:
+                row[i] = src[p, j]
+            else:
+                bad[p] += 1
+    return bad.sum()
 
 
 @njit(**_JIT)
 def _gather_kernel(out, src, idx):
-    # out (P, K) = src (P, M) read at idx (P, K) within each row
+    # out (P, K) = src (P, M) read at idx (P, K) within each row (0 where idx lies outside
+    # [0, M)); returns how many do
+    M, bad = np.uint64(src.shape[1]), np.zeros(out.shape[0], np.int64)
     for p in prange(out.shape[0]):
         for j in range(out.shape[1]):
-            out[p, j] = src[p, idx[p, j]]
+            i = np.uint64(idx[p, j])
+            if i < M:
+                out[p, j] = src[p, i]
+            else:
+                out[p, j] = 0
+                bad[p] += 1
+    return bad.sum()
 
 
 @functools.lru_cache(maxsize=256)
@@ -374,10 +398,11 @@ def max_pool_forward(out, indices, x, geom) -> None:
     )
 
 
-def max_pool_backward(dx, dy, indices) -> None:
+def max_pool_backward(dx, dy, indices) -> int:
     """dx (N, C, *in) <- dy (N, C, *out) added at the flat plane positions ``indices`` (any
-    indices in range, repeats accumulate: PyTorch's scatter-add)."""
-    _scatter_add_kernel(_planes(dx), _planes(dy), _planes(indices))
+    indices, repeats accumulate: PyTorch's scatter-add); returns how many indices lie outside
+    the plane (skipped: the caller raises)."""
+    return int(_scatter_add_kernel(_planes(dx), _planes(dy), _planes(indices)))
 
 
 def avg_pool_forward(out, x, geom, count_include_pad: bool, divisor_override: int) -> None:
@@ -426,11 +451,13 @@ def lp_pool_backward(dx, dy, x, norm_type: float, geom) -> None:
         dx *= np.power(x, norm_type - 1.0)
 
 
-def max_unpool_forward(out, x, indices) -> None:
-    """out (N, C, *out) <- zeros with x (N, C, *in) placed at the flat plane positions ``indices``."""
-    _scatter_kernel(_planes(out), _planes(x), _planes(indices))
+def max_unpool_forward(out, x, indices) -> int:
+    """out (N, C, *out) <- zeros with x (N, C, *in) placed at the flat plane positions
+    ``indices``; returns how many lie outside the plane (skipped)."""
+    return int(_scatter_kernel(_planes(out), _planes(x), _planes(indices)))
 
 
-def max_unpool_backward(dx, dy, indices) -> None:
-    """dx (N, C, *in) <- dy (N, C, *out) read at ``indices``."""
-    _gather_kernel(_planes(dx), _planes(dy), _planes(indices))
+def max_unpool_backward(dx, dy, indices) -> int:
+    """dx (N, C, *in) <- dy (N, C, *out) read at ``indices`` (0 where one lies outside the
+    plane); returns how many do."""
+    return int(_gather_kernel(_planes(dx), _planes(dy), _planes(indices)))

@@ -206,8 +206,9 @@ def _no_indices():
     return cuda.device_array((1, 1, 1, 1, 1), dtype=np.int64)
 
 
-def max_pool_backward(dx, dy, indices) -> None:
-    """dx (N, C, *in) <- dy (N, C, *out) added at the flat plane positions ``indices``."""
+def max_pool_backward(dx, dy, indices) -> int:
+    """dx (N, C, *in) <- dy (N, C, *out) added at the flat plane positions ``indices``; an
+    index outside the plane is skipped, uncounted (device indices are not checked): 0."""
     launch_1d(
         _scatter_kernel,
         dx.shape[0] * dx.shape[1],
@@ -217,6 +218,7 @@ def max_pool_backward(dx, dy, indices) -> None:
         True,
         dx.dtype.type(0),
     )
+    return 0
 
 
 def _divisor(dtype, divisor_override: int):
@@ -270,8 +272,9 @@ def lp_pool_backward(dx, dy, x, norm_type: float, geom) -> None:
     launch_1d(_mul_power_kernel, dx.size, _flat(dx), _flat(x), t(norm_type - 1))
 
 
-def max_unpool_forward(out, x, indices) -> None:
-    """out (N, C, *out) <- zeros with x (N, C, *in) placed at the flat plane positions ``indices``."""
+def max_unpool_forward(out, x, indices) -> int:
+    """out (N, C, *out) <- zeros with x (N, C, *in) placed at the flat plane positions
+    ``indices``; an index outside the plane is skipped, uncounted: 0."""
     launch_1d(
         _scatter_kernel,
         out.shape[0] * out.shape[1],
@@ -281,8 +284,11 @@ def max_unpool_forward(out, x, indices) -> None:
         False,
         out.dtype.type(0),
     )
+    return 0
 
 
-def max_unpool_backward(dx, dy, indices) -> None:
-    """dx (N, C, *in) <- dy (N, C, *out) read at ``indices``."""
+def max_unpool_backward(dx, dy, indices) -> int:
+    """dx (N, C, *in) <- dy (N, C, *out) read at ``indices`` (0 where one lies outside the
+    plane, uncounted): 0."""
     launch_1d(_gather_kernel, dx.size, _planes(dx), _planes(dy), _planes(indices), dx.dtype.type(0))
+    return 0
