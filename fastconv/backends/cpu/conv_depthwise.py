@@ -121,7 +121,9 @@ def _store_prefix(builder, ptr, vec, n):
 @intrinsic
 def _vstore_first(typingctx, arr, idx, vec, n):
     """arr[idx : idx + n] = the first n lanes of vec (0 < n <= 16); writes nothing else.
-    A whole vector is one plain store, a part a few (``_store_prefix``)."""
+    A whole vector is one plain store; a part is one masked store on AVX-512, where it is a
+    native instruction (mobilenet's strips, computing alone: 0.44 -> 0.40 ms), and a few
+    plain stores on AVX2 (``_store_prefix``)."""
 
     def codegen(context, builder, sig, args):
         ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
@@ -133,7 +135,12 @@ def _vstore_first(typingctx, arr, idx, vec, n):
             with whole:
                 builder.store(args[2], builder.bitcast(ptr, _VEC.as_pointer()), align=4)
             with part:
-                _store_prefix(builder, ptr, args[2], n)
+                if simd.ISA == "avx512":
+                    fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, _MASK])
+                    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v16f32.p0")
+                    builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), _first_lanes(builder, n)])
+                else:
+                    _store_prefix(builder, ptr, args[2], n)
         return context.get_dummy_value()
 
     return types.void(arr, idx, vec, n), codegen
@@ -500,11 +507,12 @@ def plane_forward(out, obase, g, wf, wbase, b, tiles, toff, dims):
             for v in range(0, OW, 16):
                 base = (od * sd * Hp + r0 * {sh}) * L + v
                 {acc} = b
-                for kd in range(KD):
-                    for kw in range({kh}):  # square (KW = {kh}): a constant trip count, which LLVM unrolls
-                        p = base + toff[np.uint64(kd * {kh} * KW + kw)]
-                        wk = wbase + kd * {kh} * KW + kw
-{fwd_body}
+                if KD == 1:  # 2-D: no loop over kd, which LLVM schedules worse (mobilenet, computing alone: 0.40 -> 0.33 ms)
+                    kd = 0
+{fwd_taps}
+                else:
+                    for kd in range(KD):
+{fwd_taps_3d}
                 n = min(16, OW - v)
                 o = obase + (od * OH + r0) * OW + v
 {fwd_store}
@@ -543,13 +551,26 @@ def _row_pairs(kh: int, sh: int, dh: int, rows: int) -> dict[int, list[tuple[int
     return dict(sorted(pairs.items()))
 
 
+def _forward_taps(kh: int, sh: int, dh: int, rows: int, indent: int) -> str:
+    """The forward strip's taps of one kd (source, ``indent`` spaces in): the kh weights of
+    one width tap at a time, each gathered row loaded once per width tap."""
+    i5, i6 = " " * indent, " " * (indent + 4)
+    taps = [
+        f"{i5}for kw in range({kh}):  # square (KW = {kh}): a constant trip count, which LLVM unrolls",
+        f"{i6}p = base + toff[np.uint64(kd * {kh} * KW + kw)]",
+        f"{i6}wk = wbase + kd * {kh} * KW + kw",
+    ]
+    taps += [f"{i6}w{t} = vbcast(wf, wk + {t} * KW)" for t in range(kh)]
+    for r, row in _row_pairs(kh, sh, dh, rows).items():
+        taps.append(f"{i6}x = vload(g, p + {r} * L)")
+        taps += [f"{i6}a{j} = vfma(x, w{t}, a{j})" for j, t in row]
+    return "\n".join(taps)
+
+
 def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
     i6 = " " * 24
-    fwd = [f"{i6}w{t} = vbcast(wf, wk + {t} * KW)" for t in range(kh)]
     wgt = []
     for r, pairs in _row_pairs(kh, sh, dh, rows).items():
-        fwd.append(f"{i6}x = vload(g, p + {r} * L)")
-        fwd += [f"{i6}a{j} = vfma(x, w{t}, a{j})" for j, t in pairs]
         wgt.append(f"{i6}x = _vload_first(g, p + {r} * L, n)")
         wgt += [f"{i6}c{t}_{j % sums} = vfma(x, d{j}, c{t}_{j % sums})" for j, t in pairs]
     slots = [(t, k) for t in range(kh) for k in range(sums)]  # (tap, partial sum)
@@ -559,7 +580,8 @@ def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
         kh=kh,
         sh=sh,
         acc=" = ".join(f"a{j}" for j in range(rows)),
-        fwd_body="\n".join(fwd),
+        fwd_taps=_forward_taps(kh, sh, dh, rows, 20),
+        fwd_taps_3d=_forward_taps(kh, sh, dh, rows, 24),
         fwd_store="\n".join(f"{' ' * 16}_vstore_first(out, o + {j} * OW, a{j}, n)" for j in range(rows)),
         wgt_load="\n".join(
             f"{' ' * 12}c{t}_{k} = vload(acc, (q + {t} * KW) * 64 + {k * 16})" for t, k in slots
