@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastconv as fc
-from fastconv.backends.cpu import conv_depthwise, conv_simd
+from fastconv.backends.cpu import conv_depthwise, conv_simd, simd
 from fastconv.shapes import conv_geometry
 from tests import reference as ref
 from tests.conftest import assert_same_bits_for_thread_counts, rand
@@ -204,18 +204,19 @@ def test_depthwise_thread_counts_give_identical_bits(d, x_shape, k, kw):
     assert_same_bits_for_thread_counts(d, x, w, b, dy, kw)
 
 
-@numba.njit
-def _store_and_load(dst, src, at, n):
-    conv_depthwise._vstore_first(dst, at, conv_depthwise._vload_first(src, at, n), n)
-
-
 @pytest.mark.parametrize("n", range(1, 17))
-def test_partial_vectors_touch_exactly_their_lanes(n):
-    """Loads and stores of the first n lanes (plain stores of 8, 4, 2, 1 lanes below 16):
-    the n cells move, the cells around them stay."""
+def test_partial_vectors_touch_exactly_their_lanes(n, isa):
+    """Loads and stores of the first n lanes (a masked store on AVX-512, plain stores of 8,
+    4, 2, 1 lanes on AVX2; both compiled here, for the ISA of the fixture): the n cells
+    move, the cells around them stay."""
+
+    @numba.njit  # compiled afresh, under this ISA
+    def store_and_load(dst, src, at, n):
+        simd.vstore_first(dst, at, simd.vload_first(src, at, n), n)
+
     src = np.arange(40, dtype=np.float32)
     dst = np.full(40, -1, np.float32)
-    _store_and_load(dst, src, 5, n)
+    store_and_load(dst, src, 5, n)
     want = np.full(40, -1, np.float32)
     want[5 : 5 + n] = src[5 : 5 + n]
     np.testing.assert_array_equal(dst, want)

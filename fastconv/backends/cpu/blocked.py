@@ -53,6 +53,17 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
     channels = src_c.shape[0]
     C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     of, xf = out.reshape(-1), x.reshape(-1)
+    a, b = 0, 0  # the longest run of cells a <= iw < b that the width map reads consecutively
+    start = 0
+    for iw in range(Wp + 1):
+        if (
+            iw == Wp
+            or map_w[iw * step_w] < 0
+            or (iw > start and map_w[iw * step_w] != map_w[(iw - 1) * step_w] + 1)
+        ):
+            if iw - start > b - a:
+                a, b = start, iw
+            start = iw + 1 if iw < Wp and map_w[iw * step_w] < 0 else iw
     for job in prange(N * Cb * Dp * Hp):
         ih = job % Hp
         t = job // Hp
@@ -63,25 +74,22 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
         src_d = map_d[i_d]
         dst = job * Wp * L  # the blocked row (n, cb, i_d, ih): Wp pixels x L lanes
         if plain and L == LANES and (cb + 1) * LANES <= channels and src_d >= 0 and map_h[ih * step_h] >= 0:
-            # 16 whole input rows: 8 pixels x 8 channels per register transpose where the
-            # width map reads 8 consecutive cells, else pixel by pixel
+            # 16 whole input rows: the run a <= iw < b (at least 8 cells) 8 pixels x 8 channels
+            # per register transpose, a ragged end as one more that overlaps the last (the
+            # same bits stored twice); the cells around it (padding) pixel by pixel
             src = ((n * C + src_c[cb * LANES]) * D + src_d) * H * W + map_h[ih * step_h] * W
-            for iw0 in range(0, Wp, 8):
-                first = map_w[iw0 * step_w]
-                run = iw0 + 8 <= Wp and first >= 0
-                for k in range(1, 8):
-                    run = run and map_w[(iw0 + k) * step_w] == first + k
-                if run:
-                    for c0 in range(0, LANES, 8):
-                        transpose8(
-                            of, dst + iw0 * LANES + c0, LANES, xf, src + c0 * D * H * W + first, D * H * W
-                        )
-                    continue
-                for iw in range(iw0, min(iw0 + 8, Wp)):
+            lo, hi = (a, b) if b - a >= 8 else (0, 0)
+            for iw in range(Wp):
+                if iw < lo or iw >= hi:
                     src_w = map_w[iw * step_w]
                     for c in range(LANES):
                         cell = src + c * D * H * W + src_w
                         of[U64(dst + iw * LANES + c)] = xf[U64(cell)] if src_w >= 0 else 0
+            for k in range(0, hi - lo, 8):
+                iw0 = lo + min(k, hi - lo - 8)
+                for c0 in range(0, LANES, 8):
+                    first = src + c0 * D * H * W + map_w[iw0 * step_w]
+                    transpose8(of, dst + iw0 * LANES + c0, LANES, xf, first, D * H * W)
             continue
         for c in range(L):  # flat unsigned indices (``simd.U64``)
             ch = cb * L + c

@@ -47,103 +47,27 @@ from numba.extending import intrinsic
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
 from . import codegen, layout, simd
-from .simd import _VEC, LANES, U64, _element_ptr, f32x16, vadd, vbcast, vfma, vload, vstore, vzero
+from .simd import (
+    _I32,
+    _MASK,
+    _VEC,
+    LANES,
+    U64,
+    _element_ptr,
+    f32x16,
+    first_lanes,
+    vadd,
+    vbcast,
+    vfma,
+    vload,
+    vload_first,
+    vstore,
+    vstore_first,
+    vzero,
+)
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 _INNER = dict(cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
-
-_I32 = ir.IntType(32)
-_MASK = ir.VectorType(ir.IntType(1), LANES)
-_IOTA = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
-
-
-def _first_lanes(builder, n):
-    """<16 x i1>: lane i is on iff i < n (an i64)."""
-    vec = ir.VectorType(_I32, LANES)
-    one = builder.insert_element(ir.Constant(vec, ir.Undefined), builder.trunc(n, _I32), ir.Constant(_I32, 0))
-    splat = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(vec, [0] * LANES))
-    return builder.icmp_signed("<", _IOTA, splat)
-
-
-@intrinsic
-def _vload_first(typingctx, arr, idx, n):
-    """arr[idx : idx + n] in the first n lanes (0 < n <= 16), zeros after; reads nothing else.
-    A whole vector (n = 16, the common case) is one plain load."""
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
-        n = context.cast(builder, args[2], sig.args[2], types.int64)
-        with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(n.type, LANES)), likely=True) as (
-            whole,
-            part,
-        ):
-            with whole:
-                block_whole = builder.block
-                plain = builder.load(builder.bitcast(ptr, _VEC.as_pointer()), align=4)
-            with part:
-                block_part = builder.block
-                fnty = ir.FunctionType(_VEC, [ptr.type, _I32, _MASK, _VEC])
-                fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v16f32.p0")
-                zero = ir.Constant(_VEC, [0.0] * LANES)
-                masked = builder.call(fn, [ptr, ir.Constant(_I32, 4), _first_lanes(builder, n), zero])
-        result = builder.phi(_VEC)
-        result.add_incoming(plain, block_whole)
-        result.add_incoming(masked, block_part)
-        return result
-
-    return f32x16(arr, idx, n), codegen
-
-
-def _store_prefix(builder, ptr, vec, n):
-    """Store the first n (0 < n < 16) lanes of vec at ptr as plain stores of 8, 4, 2 and 1
-    lanes, one per bit of n: a masked store is microcoded on AMD's AVX2 parts, about 11 ns
-    against 0.8 for a whole vector on the Zen 3 machine, and up to 4 plain stores cost less."""
-    i64 = ir.IntType(64)
-    cur, off = vec, ir.Constant(i64, 0)
-    for size in (8, 4, 2, 1):  # cur holds 2*size lanes, the next of them at ptr + off
-        lo = builder.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(_I32, size), list(range(size))))
-        hi = builder.shuffle_vector(
-            cur, cur, ir.Constant(ir.VectorType(_I32, size), list(range(size, 2 * size)))
-        )
-        bit = builder.icmp_unsigned("!=", builder.and_(n, ir.Constant(i64, size)), ir.Constant(i64, 0))
-        with builder.if_then(bit):
-            at = builder.gep(ptr, [off])
-            if size == 1:
-                builder.store(builder.extract_element(lo, ir.Constant(_I32, 0)), at, align=4)
-            else:
-                builder.store(
-                    lo, builder.bitcast(at, ir.VectorType(ir.FloatType(), size).as_pointer()), align=4
-                )
-        cur = builder.select(bit, hi, lo)
-        off = builder.add(off, builder.select(bit, ir.Constant(i64, size), ir.Constant(i64, 0)))
-
-
-@intrinsic
-def _vstore_first(typingctx, arr, idx, vec, n):
-    """arr[idx : idx + n] = the first n lanes of vec (0 < n <= 16); writes nothing else.
-    A whole vector is one plain store; a part is one masked store on AVX-512, where it is a
-    native instruction (mobilenet's strips, computing alone: 0.44 -> 0.40 ms), and a few
-    plain stores on AVX2 (``_store_prefix``)."""
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
-        n = context.cast(builder, args[3], sig.args[3], types.int64)
-        with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(n.type, LANES)), likely=True) as (
-            whole,
-            part,
-        ):
-            with whole:
-                builder.store(args[2], builder.bitcast(ptr, _VEC.as_pointer()), align=4)
-            with part:
-                if simd.ISA == "avx512":
-                    fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, _MASK])
-                    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v16f32.p0")
-                    builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), _first_lanes(builder, n)])
-                else:
-                    _store_prefix(builder, ptr, args[2], n)
-        return context.get_dummy_value()
-
-    return types.void(arr, idx, vec, n), codegen
 
 
 def _splat64(builder, v):
@@ -172,7 +96,7 @@ def _vload_strided(typingctx, arr, idx, step, n):
     def codegen(context, builder, sig, args):
         step = context.cast(builder, args[2], sig.args[2], types.int64)
         ptrs = _lane_pointers(context, builder, sig.args[0], args[0], args[1], step)
-        mask = _first_lanes(builder, context.cast(builder, args[3], sig.args[3], types.int64))
+        mask = first_lanes(builder, context.cast(builder, args[3], sig.args[3], types.int64))
         fnty = ir.FunctionType(_VEC, [ptrs.type, _I32, _MASK, _VEC])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.gather.v16f32.v16p0")
         return builder.call(fn, [ptrs, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
@@ -196,7 +120,7 @@ def _vload_stride2(typingctx, arr, idx, n):
             idx = builder.add(args[1], context.get_constant(sig.args[1], h * LANES))
             ptr = _element_ptr(context, builder, sig.args[0], args[0], idx)
             left = builder.sub(cells, ir.Constant(ir.IntType(64), h * LANES))
-            halves.append(builder.call(fn, [ptr, ir.Constant(_I32, 4), _first_lanes(builder, left), zero]))
+            halves.append(builder.call(fn, [ptr, ir.Constant(_I32, 4), first_lanes(builder, left), zero]))
         even = ir.Constant(ir.VectorType(_I32, LANES), list(range(0, 2 * LANES, 2)))
         return builder.shuffle_vector(halves[0], halves[1], even)
 
@@ -210,7 +134,7 @@ def _vstore_strided(typingctx, arr, idx, step, vec, n):
     def codegen(context, builder, sig, args):
         step = context.cast(builder, args[2], sig.args[2], types.int64)
         ptrs = _lane_pointers(context, builder, sig.args[0], args[0], args[1], step)
-        mask = _first_lanes(builder, context.cast(builder, args[4], sig.args[4], types.int64))
+        mask = first_lanes(builder, context.cast(builder, args[4], sig.args[4], types.int64))
         fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptrs.type, _I32, _MASK])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.scatter.v16f32.v16p0")
         builder.call(fn, [args[3], ptrs, ir.Constant(_I32, 4), mask])
@@ -241,7 +165,7 @@ def _prefetch(typingctx, arr, idx):
 def _fill_zero(a, start, count):
     # a[start : start + count] = 0
     for t in range(0, count, LANES):
-        _vstore_first(a, start + t, vzero(), min(LANES, count - t))
+        vstore_first(a, start + t, vzero(), min(LANES, count - t))
 
 
 @njit(**_INNER)
@@ -262,11 +186,11 @@ def _gather(g, x, xbase, H, W, map_d, map_h, ops, L):
                 kind, dst, n = of[U64(o)], row + of[U64(o + 1)], of[U64(o + 3)]
                 at = src + of[U64(o + 2)]
                 if kind == _ZERO:
-                    _vstore_first(g, dst, vzero(), n)
+                    vstore_first(g, dst, vzero(), n)
                 elif kind == _COPY:  # the interior
-                    _vstore_first(g, dst, _vload_first(x, at, n), n)
+                    vstore_first(g, dst, vload_first(x, at, n), n)
                 elif kind == _STRIDE2:  # a phase of a width stride of 2
-                    _vstore_first(g, dst, _vload_stride2(x, at, n), n)
+                    vstore_first(g, dst, _vload_stride2(x, at, n), n)
                 else:  # other strides, reflections, zero insertion: gather and scatter
                     step, dstep = of[U64(o + 4)], of[U64(o + 5)]
                     _vstore_strided(g, dst, dstep, _vload_strided(x, at, step, n), n)
@@ -304,7 +228,7 @@ def _gather_run(g, x, xbase, H, W, map_d, map_h, ops, L):
             if full < m and src + full + LANES <= x.shape[0]:
                 vstore(g, row + a + full, vload(x, src + full))
             elif full < m:
-                vstore(g, row + a + full, _vload_first(x, src + full, m - full))
+                vstore(g, row + a + full, vload_first(x, src + full, m - full))
             for t in range(a + m, L, LANES):
                 vstore(g, row + t, vzero())
 
@@ -326,8 +250,8 @@ def _fold(dx, dxbase, D, H, W, gp, Hp, L, map_d, map_h, segs):
                 if dk == 1 and ds == 1:
                     for t in range(0, count, LANES):
                         n = min(LANES, count - t)
-                        v = vadd(_vload_first(dx, dst + s0 + t, n), _vload_first(gp, row + k0 + t, n))
-                        _vstore_first(dx, dst + s0 + t, v, n)
+                        v = vadd(vload_first(dx, dst + s0 + t, n), vload_first(gp, row + k0 + t, n))
+                        vstore_first(dx, dst + s0 + t, v, n)
                 else:
                     for t in range(count):
                         dx[dst + s0 + t * ds] += gp[row + k0 + t * dk]
@@ -358,14 +282,14 @@ def _tiles_forward(out, obase, g, wf, wbase, b, tiles, toff):
             a5 = vfma(vload(g, g5 + o), wv, a5)
             a6 = vfma(vload(g, g6 + o), wv, a6)
             a7 = vfma(vload(g, g7 + o), wv, a7)
-        _vstore_first(out, obase + tiles[i0, 1], a0, tiles[i0, 2])
-        _vstore_first(out, obase + tiles[i1, 1], a1, tiles[i1, 2])
-        _vstore_first(out, obase + tiles[i2, 1], a2, tiles[i2, 2])
-        _vstore_first(out, obase + tiles[i3, 1], a3, tiles[i3, 2])
-        _vstore_first(out, obase + tiles[i4, 1], a4, tiles[i4, 2])
-        _vstore_first(out, obase + tiles[i5, 1], a5, tiles[i5, 2])
-        _vstore_first(out, obase + tiles[i6, 1], a6, tiles[i6, 2])
-        _vstore_first(out, obase + tiles[i7, 1], a7, tiles[i7, 2])
+        vstore_first(out, obase + tiles[i0, 1], a0, tiles[i0, 2])
+        vstore_first(out, obase + tiles[i1, 1], a1, tiles[i1, 2])
+        vstore_first(out, obase + tiles[i2, 1], a2, tiles[i2, 2])
+        vstore_first(out, obase + tiles[i3, 1], a3, tiles[i3, 2])
+        vstore_first(out, obase + tiles[i4, 1], a4, tiles[i4, 2])
+        vstore_first(out, obase + tiles[i5, 1], a5, tiles[i5, 2])
+        vstore_first(out, obase + tiles[i6, 1], a6, tiles[i6, 2])
+        vstore_first(out, obase + tiles[i7, 1], a7, tiles[i7, 2])
 
 
 @njit(**_INNER)
@@ -382,19 +306,19 @@ def _tiles_weight(acc, dy, dybase, g, tiles, toff):
         o = toff[k]
         for t in range(0, full, 4):
             n0, n1, n2, n3 = tiles[t, 2], tiles[t + 1, 2], tiles[t + 2, 2], tiles[t + 3, 2]
-            a0 = vfma(_vload_first(g, tiles[t, 0] + o, n0), _vload_first(dy, dybase + tiles[t, 1], n0), a0)
+            a0 = vfma(vload_first(g, tiles[t, 0] + o, n0), vload_first(dy, dybase + tiles[t, 1], n0), a0)
             a1 = vfma(
-                _vload_first(g, tiles[t + 1, 0] + o, n1), _vload_first(dy, dybase + tiles[t + 1, 1], n1), a1
+                vload_first(g, tiles[t + 1, 0] + o, n1), vload_first(dy, dybase + tiles[t + 1, 1], n1), a1
             )
             a2 = vfma(
-                _vload_first(g, tiles[t + 2, 0] + o, n2), _vload_first(dy, dybase + tiles[t + 2, 1], n2), a2
+                vload_first(g, tiles[t + 2, 0] + o, n2), vload_first(dy, dybase + tiles[t + 2, 1], n2), a2
             )
             a3 = vfma(
-                _vload_first(g, tiles[t + 3, 0] + o, n3), _vload_first(dy, dybase + tiles[t + 3, 1], n3), a3
+                vload_first(g, tiles[t + 3, 0] + o, n3), vload_first(dy, dybase + tiles[t + 3, 1], n3), a3
             )
         for t in range(full, ntiles):
             n0 = tiles[t, 2]
-            a0 = vfma(_vload_first(g, tiles[t, 0] + o, n0), _vload_first(dy, dybase + tiles[t, 1], n0), a0)
+            a0 = vfma(vload_first(g, tiles[t, 0] + o, n0), vload_first(dy, dybase + tiles[t, 1], n0), a0)
         vstore(acc, a, a0)
         vstore(acc, a + LANES, a1)
         vstore(acc, a + 2 * LANES, a2)
@@ -421,8 +345,9 @@ _KERNELS = """
 import numpy as np
 
 from fastconv.backends.cpu.conv_depthwise import (
-    _INNER, _fold, {gather}, _tiles_forward, _tiles_weight, _vload_first, _vstore_first,
+    _INNER, _fold, {gather}, _tiles_forward, _tiles_weight,
 )
+from fastconv.backends.cpu.simd import vload_first, vstore_first
 {planes}
 
 @njit(**_JIT)
@@ -571,7 +496,7 @@ def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
     i6 = " " * 24
     wgt = []
     for r, pairs in _row_pairs(kh, sh, dh, rows).items():
-        wgt.append(f"{i6}x = _vload_first(g, p + {r} * L, n)")
+        wgt.append(f"{i6}x = vload_first(g, p + {r} * L, n)")
         wgt += [f"{i6}c{t}_{j % sums} = vfma(x, d{j}, c{t}_{j % sums})" for j, t in pairs]
     slots = [(t, k) for t in range(kh) for k in range(sums)]  # (tap, partial sum)
     return _STRIP_PLANES.format(
@@ -582,11 +507,11 @@ def _strip_source(kh: int, sh: int, dh: int, rows: int, sums: int) -> str:
         acc=" = ".join(f"a{j}" for j in range(rows)),
         fwd_taps=_forward_taps(kh, sh, dh, rows, 20),
         fwd_taps_3d=_forward_taps(kh, sh, dh, rows, 24),
-        fwd_store="\n".join(f"{' ' * 16}_vstore_first(out, o + {j} * OW, a{j}, n)" for j in range(rows)),
+        fwd_store="\n".join(f"{' ' * 16}vstore_first(out, o + {j} * OW, a{j}, n)" for j in range(rows)),
         wgt_load="\n".join(
             f"{' ' * 12}c{t}_{k} = vload(acc, (q + {t} * KW) * 64 + {k * 16})" for t, k in slots
         ),
-        wgt_dy="\n".join(f"{i6}d{j} = _vload_first(dy, d + {j} * OW, n)" for j in range(rows)),
+        wgt_dy="\n".join(f"{i6}d{j} = vload_first(dy, d + {j} * OW, n)" for j in range(rows)),
         wgt_body="\n".join(wgt),
         wgt_store="\n".join(
             f"{' ' * 12}vstore(acc, (q + {t} * KW) * 64 + {k * 16}, c{t}_{k})" for t, k in slots

@@ -37,7 +37,7 @@ from numba import njit, prange
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
 from . import blocked, codegen, conv_dense, layout, simd
-from .simd import LANES, U64
+from .simd import LANES, U64, vload_first, vstore_first
 
 # {NO: (V, relative speed)} per instruction set (``simd.ISA``): vectors of 16 pixels
 # (forward) or taps (backward-weight) per register block, by output channels per block.
@@ -297,6 +297,11 @@ def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, s
             for j in range(size_h):  # flat unsigned indices (``simd.U64``), no slice objects
                 src = (n * Op + o) * Lp + (i * hx + j) * wx
                 dst = (((n * O + o) * D + start_d + i * step_d) * H + start_h + j * step_h) * W + start_w
+                if step_w == 1:  # a row in (partial) vectors: lenet_c3's crop 26 -> 17 us
+                    for k in range(0, size_w, LANES):
+                        cells = min(LANES, size_w - k)
+                        vstore_first(of, dst + k, vload_first(rf, src + k, cells), cells)
+                    continue
                 for k in range(size_w):
                     of[U64(dst + k * step_w)] = rf[U64(src + k)]
 

@@ -158,6 +158,100 @@ def vsum(typingctx, a):
     return types.float32(f32x16), codegen
 
 
+_I32 = ir.IntType(32)
+_MASK = ir.VectorType(ir.IntType(1), LANES)
+_IOTA = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
+
+
+def first_lanes(builder, n):
+    """<16 x i1>: lane i is on iff i < n (an i64)."""
+    vec = ir.VectorType(_I32, LANES)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), builder.trunc(n, _I32), ir.Constant(_I32, 0))
+    splat = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(vec, [0] * LANES))
+    return builder.icmp_signed("<", _IOTA, splat)
+
+
+@intrinsic
+def vload_first(typingctx, arr, idx, n):
+    """arr[idx : idx + n] in the first n lanes (0 < n <= 16), zeros after; reads nothing else.
+    A whole vector (n = 16, the common case) is one plain load."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        n = context.cast(builder, args[2], sig.args[2], types.int64)
+        with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(n.type, LANES)), likely=True) as (
+            whole,
+            part,
+        ):
+            with whole:
+                block_whole = builder.block
+                plain = builder.load(builder.bitcast(ptr, _VEC.as_pointer()), align=4)
+            with part:
+                block_part = builder.block
+                fnty = ir.FunctionType(_VEC, [ptr.type, _I32, _MASK, _VEC])
+                fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v16f32.p0")
+                zero = ir.Constant(_VEC, [0.0] * LANES)
+                masked = builder.call(fn, [ptr, ir.Constant(_I32, 4), first_lanes(builder, n), zero])
+        result = builder.phi(_VEC)
+        result.add_incoming(plain, block_whole)
+        result.add_incoming(masked, block_part)
+        return result
+
+    return f32x16(arr, idx, n), codegen
+
+
+def _store_prefix(builder, ptr, vec, n):
+    """Store the first n (0 < n < 16) lanes of vec at ptr as plain stores of 8, 4, 2 and 1
+    lanes, one per bit of n: a masked store is microcoded on AMD's AVX2 parts, about 11 ns
+    against 0.8 for a whole vector on the Zen 3 machine, and up to 4 plain stores cost less."""
+    i64 = ir.IntType(64)
+    cur, off = vec, ir.Constant(i64, 0)
+    for size in (8, 4, 2, 1):  # cur holds 2*size lanes, the next of them at ptr + off
+        lo = builder.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(_I32, size), list(range(size))))
+        hi = builder.shuffle_vector(
+            cur, cur, ir.Constant(ir.VectorType(_I32, size), list(range(size, 2 * size)))
+        )
+        bit = builder.icmp_unsigned("!=", builder.and_(n, ir.Constant(i64, size)), ir.Constant(i64, 0))
+        with builder.if_then(bit):
+            at = builder.gep(ptr, [off])
+            if size == 1:
+                builder.store(builder.extract_element(lo, ir.Constant(_I32, 0)), at, align=4)
+            else:
+                builder.store(
+                    lo, builder.bitcast(at, ir.VectorType(ir.FloatType(), size).as_pointer()), align=4
+                )
+        cur = builder.select(bit, hi, lo)
+        off = builder.add(off, builder.select(bit, ir.Constant(i64, size), ir.Constant(i64, 0)))
+
+
+@intrinsic
+def vstore_first(typingctx, arr, idx, vec, n):
+    """arr[idx : idx + n] = the first n lanes of vec (0 < n <= 16); writes nothing else.
+    A whole vector is one plain store; a part is one masked store on AVX-512, where it is a
+    native instruction (mobilenet's strips, computing alone: 0.44 -> 0.40 ms), and a few
+    plain stores on AVX2 (``_store_prefix``)."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        n = context.cast(builder, args[3], sig.args[3], types.int64)
+        with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(n.type, LANES)), likely=True) as (
+            whole,
+            part,
+        ):
+            with whole:
+                builder.store(args[2], builder.bitcast(ptr, _VEC.as_pointer()), align=4)
+            with part:
+                if ISA == "avx512":
+                    fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, _MASK])
+                    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v16f32.p0")
+                    builder.call(fn, [args[2], ptr, ir.Constant(_I32, 4), first_lanes(builder, n)])
+                else:
+                    _store_prefix(builder, ptr, args[2], n)
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, vec, n), codegen
+
+
 _V8 = ir.VectorType(ir.FloatType(), 8)
 
 
