@@ -58,8 +58,10 @@ def test_to_blocked_matches_the_index_maps(shape, lo, extent, mode):
     np.testing.assert_array_equal(blocked.to_blocked(x, maps), _blocked_reference(x, maps))
 
 
-@pytest.mark.parametrize("channels", [1, 3, 7, 15])
+@pytest.mark.parametrize("channels", [1, 3, 7, 8, 15])
 def test_narrow_blocks_hold_just_the_channels(channels):
+    """Narrow blocks of any width; 8 channels (8-channel groups) through register transposes
+    of each row's run of 9 cells, the last overlapping."""
     x = np.random.default_rng(channels).standard_normal((2, channels, 1, 6, 9)).astype(np.float32)
     maps = layout.index_maps(x.shape[2:], (0, 1, 2), (1, 8, 13), "zeros")
     zero = np.zeros(channels, np.int64)
