@@ -175,18 +175,27 @@ def phase_size(size, phase) -> tuple[int, ...]:
 
 @njit(**_JIT)
 def _weight_to_blocked_kernel(out, w):
-    # out (Ob, Cb, KD, KH, KW, 16 c, 16 o) <- w (O, C, KD, KH, KW), zero-padded channels
-    Ob, Cb, KD, KH, KW = out.shape[:5]
+    # out (Ob, Cb, KD, KH, KW, 16 c, 16 o) <- w (O, C, KD, KH, KW), zero-padded channels. Flat
+    # unsigned indices (``simd.U64``): each job's 16 output rows of w stay in L1 while it
+    # writes its block in order
+    Ob, Cb = out.shape[0], out.shape[1]
     O, C = w.shape[0], w.shape[1]
+    taps = out.shape[2] * out.shape[3] * out.shape[4]
+    of, wf = out.reshape(-1), w.reshape(-1)
+    row = C * taps  # one output channel of w
     for job in prange(Ob * Cb):
         ob, cb = job // Cb, job % Cb
-        for kd in range(KD):
-            for kh in range(KH):
-                for kw in range(KW):
-                    for c in range(LANES):
-                        for o in range(LANES):
-                            oi, ci = ob * LANES + o, cb * LANES + c
-                            out[ob, cb, kd, kh, kw, c, o] = w[oi, ci, kd, kh, kw] if oi < O and ci < C else 0
+        base = job * taps * LANES * LANES
+        no, nc = min(LANES, O - ob * LANES), min(LANES, C - cb * LANES)
+        if no < LANES or nc < LANES:  # an edge block: zeros first
+            for k in range(taps * LANES * LANES):
+                of[U64(base + k)] = 0
+        for t in range(taps):
+            for c in range(nc):
+                src = (ob * LANES * C + cb * LANES + c) * taps + t
+                dst = base + (t * LANES + c) * LANES
+                for o in range(no):
+                    of[U64(dst + o)] = wf[U64(src + o * row)]
 
 
 def weight_to_blocked(w: np.ndarray) -> np.ndarray:
