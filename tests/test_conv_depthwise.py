@@ -204,6 +204,33 @@ def test_depthwise_thread_counts_give_identical_bits(d, x_shape, k, kw):
     assert_same_bits_for_thread_counts(d, x, w, b, dy, kw)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_weight_strips_same_bits_with_all_width_taps_in_registers(monkeypatch, stride):
+    """The backward-weight strips with every width tap's sums in registers (3x3 on AVX-512)
+    add the same products in the same order as one width tap at a time: the same bits."""
+    monkeypatch.setattr(simd, "ISA", "avx512")
+    rng = np.random.default_rng(7)
+    x, dy = rand(rng, (2, 3, 19, 21), np.float32), None
+    w_shape = (3, 1, 3, 3)
+    dy = rand(
+        rng,
+        fc.conv2d(x, rand(rng, w_shape, np.float32), stride=stride, padding=1, groups=3).shape,
+        np.float32,
+    )
+    got = {}
+    for every in (True, False):
+        if not every:
+            monkeypatch.setattr(simd, "fits", lambda vectors: False)
+        conv_depthwise._kernels.cache_clear()
+        conv_depthwise._forward_plan.cache_clear()
+        method = conv_depthwise._forward_plan(conv_geometry(2, x.shape, w_shape, stride, 1, 1, 3).lift3())[0]
+        assert method[0] == "strip" and ("c0_0_0" in conv_depthwise._strip_source(*method[1:])) == every
+        got[every] = fc.conv2d_backward_weight(dy, x, w_shape, stride=stride, padding=1, groups=3)
+    conv_depthwise._kernels.cache_clear()
+    conv_depthwise._forward_plan.cache_clear()
+    assert np.array_equal(got[True], got[False])
+
+
 @pytest.mark.parametrize("n", range(1, 17))
 def test_partial_vectors_touch_exactly_their_lanes(n, isa):
     """Loads and stores of the first n lanes (a masked store on AVX-512, plain stores of 8,
