@@ -274,6 +274,28 @@ def test_weight_gradient_sweeps_rows_in_chunks(monkeypatch, height, width):
     np.testing.assert_array_equal(got, ref.conv_backward_weight(dy, x, w.shape, padding=1))
 
 
+@pytest.mark.parametrize(
+    "kernel, stride, width",
+    [
+        ((3, 3), (2, 2), 9),  # two width phases of 5 and 4 cells, interleaved in vectors
+        ((3, 3), (2, 2), 40),  # rows longer than a vector of each phase
+        ((1, 3), (2, 2), 11),  # odd rows: dead phases; even rows: both width phases
+        ((3, 1), (1, 2), 12),  # odd columns dead: one width phase per row, cell by cell
+        ((3, 3), (1, 3), 13),  # three width phases, cell by cell
+    ],
+)
+def test_flat_input_gradient_crops_every_stride_phase(monkeypatch, kernel, stride, width):
+    """The flat input gradient's stride phases land on their cells of dx, each row once, and
+    dead phases' cells stay zero. Integer data: exact."""
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "flat")
+    rng = np.random.default_rng(width)
+    x_shape, w = (2, 5, 10, width), ints(rng, (7, 5, *kernel))
+    kw = dict(stride=stride, padding=(kernel[0] // 2, kernel[1] // 2))
+    dy = ints(rng, fc.conv2d(np.zeros(x_shape, np.float32), w, **kw).shape)
+    got = fc.conv2d_backward_input(dy, w, x_shape, **kw)
+    np.testing.assert_array_equal(got, ref.conv_backward_input(dy, w, x_shape, **kw))
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_small_groups_run_as_images_in_one_flat_call(isa, monkeypatch, stride):
     """Groups of few channels (here 8 groups of 2 -> 3) run on the pixel-vectorised kernels
@@ -282,20 +304,22 @@ def test_small_groups_run_as_images_in_one_flat_call(isa, monkeypatch, stride):
     exact."""
     from fastconv.backends.cpu import conv_flat
 
-    calls = []
-    run = conv_flat._run
-    monkeypatch.setattr(conv_flat, "_run", lambda *a, **k: (calls.append(a[0].shape), run(*a, **k))[1])
+    calls = []  # the (images, channels) of the flat input of each kernel call
+    results = conv_flat._results
+    monkeypatch.setattr(
+        conv_flat, "_results", lambda *a, **k: (calls.append(a[1].shape[:2]), results(*a, **k))[1]
+    )
     rng = np.random.default_rng(stride)
     x, w, b = ints(rng, (3, 16, 9, 10)), ints(rng, (24, 2, 3, 3)), ints(rng, (24,))
     kw = dict(stride=stride, padding=1, groups=8)
     y = fc.conv2d(x, w, b, **kw)
     np.testing.assert_array_equal(y, ref.conv(x, w, b, **kw))
     forward_calls = len(calls)
-    assert calls == ([(3 * 8, 3, 1, 9, 10)] if stride == 1 else [])  # 8 groups x 3 images, lifted to 3-D
+    assert calls == ([(3 * 8, 2)] if stride == 1 else [])  # 8 groups x 3 images, 2 channels each
     dy = ints(rng, y.shape)
     dx = fc.conv2d_backward_input(dy, w, x.shape, **kw)
     np.testing.assert_array_equal(dx, ref.conv_backward_input(dy, w, x.shape, **kw))
-    assert len(calls) == forward_calls + stride**2
+    assert calls[forward_calls:] == [(3 * 8, 3)] * stride**2  # dy's 3 channels per group, a call per phase
 
 
 def test_grouped_blocked_passes_run_every_group_in_one_call(monkeypatch):

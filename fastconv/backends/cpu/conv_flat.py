@@ -37,7 +37,7 @@ from numba import njit, prange
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
 from . import blocked, codegen, conv_dense, layout, simd
-from .simd import LANES, U64, vload_first, vstore_first
+from .simd import LANES, U64, vinterleave_hi, vinterleave_lo, vload_first, vstore_first, vzero
 
 # {NO: (V, relative speed)} per instruction set (``simd.ISA``): vectors of 16 pixels
 # (forward) or taps (backward-weight) per register block, by output channels per block.
@@ -306,6 +306,69 @@ def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, s
                     of[U64(dst + k * step_w)] = rf[U64(src + k)]
 
 
+@njit(inline="always")
+def _phase_row(table, lut, rd, rh, rw, i, j, n, o, hx, wx):
+    # (phase, its first result cell for row (i, j) of image n, channel o, its cells) of the phase at
+    # starts (rd, rh, rw); (-1, 0, 0) if there is none or its rows end before (i, j)
+    p = lut[rd, rh, rw]
+    if p < 0 or i >= table[p, 3] or j >= table[p, 4]:
+        return -1, 0, 0
+    return p, table[p, 6] + (n * table[p, 7] + o) * table[p, 8] + (i * hx + j) * wx, table[p, 5]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def _crop_phases(out, buf, table, step, hx, wx):
+    # out (N, O, D, H, W) <- the stride phases' results in buf: phase p (table[p]: start and size per
+    # axis, start < step; then base, Op >= O and Lp of its (N, Op, Lp) results in buf, cell (i, j, k)
+    # at flat (i*hx + j)*wx + k) at the out cells start + i*step per axis. Row by row; a row that
+    # the two width phases of stride 2 share takes their cells in vectors, interleaved (a crop
+    # per phase stored them one by one). Flat unsigned indices (``simd.U64``)
+    N, O, D, H, W = out.shape
+    sd, sh, sw = step
+    of = out.reshape(-1)
+    lut = np.full((sd, sh, sw), -1, np.int64)  # the phase at each start, -1: none (a dead phase)
+    for p in range(table.shape[0]):
+        lut[table[p, 0], table[p, 1], table[p, 2]] = p
+    for job in prange(N * O):
+        n, o = job // O, job % O
+        for d in range(D):
+            i, rd = d // sd, d % sd
+            j, rh = 0, 0  # h // sh and h % sh, counted
+            for h in range(H):
+                dst = ((n * O + o) * D + d) * H * W + h * W
+                if sw == 2:
+                    p0, src0, size0 = _phase_row(table, lut, rd, rh, 0, i, j, n, o, hx, wx)
+                    p1, src1, size1 = _phase_row(table, lut, rd, rh, 1, i, j, n, o, hx, wx)
+                    if p0 >= 0 and p1 >= 0:
+                        for k in range(0, size0, LANES):  # cells 2k ... of the row: 16 of each phase
+                            a = vload_first(buf, src0 + k, min(LANES, size0 - k))
+                            b = vload_first(buf, src1 + k, min(LANES, size1 - k)) if size1 > k else vzero()
+                            cells = min(W, size0 + size1) - 2 * k
+                            vstore_first(of, dst + 2 * k, vinterleave_lo(a, b), min(LANES, cells))
+                            if cells > LANES:
+                                vstore_first(of, dst + 2 * k + LANES, vinterleave_hi(a, b), cells - LANES)
+                    else:  # one phase: its cells one by one (the other's are a dead phase's zeros)
+                        for k in range(size0):
+                            of[U64(dst + 2 * k)] = buf[U64(src0 + k)]
+                        for k in range(size1):
+                            of[U64(dst + 1 + 2 * k)] = buf[U64(src1 + k)]
+                else:
+                    for rw in range(sw):
+                        p, src, size_w = _phase_row(table, lut, rd, rh, rw, i, j, n, o, hx, wx)
+                        if p < 0:
+                            continue
+                        if sw == 1:  # in (partial) vectors
+                            for k in range(0, size_w, LANES):
+                                cells = min(LANES, size_w - k)
+                                vstore_first(of, dst + k, vload_first(buf, src + k, cells), cells)
+                        else:
+                            for k in range(size_w):
+                                of[U64(dst + rw + k * sw)] = buf[U64(src + k)]
+                rh += 1
+                if rh == sh:
+                    j, rh = j + 1, 0
+
+
 def _offsets(kernel, dilation, grid, start=(0, 0, 0)) -> np.ndarray:
     """Flat offset of each tap (kd, kh, kw), in that order, on a grid of (Dx, Hx, Wx) cells,
     reading from cell ``start`` (computed for the cached plans below)."""
@@ -327,7 +390,7 @@ _WHOLE = ((0, 0, 0), (1, 1, 1))  # the phase (start, step) of every output cell
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Run:
-    """What ``_run`` computes, from shapes alone (built once per geometry with the plans
+    """What ``_results`` computes, from shapes alone (built once per geometry with the plans
     below): the output cells of ``phase`` (start, step per axis), ``size`` (D, H, W) of
     them, on a flat ``grid`` with tap offsets ``offs``; register blocks of ``no`` output
     channels x ``v`` vectors, ``length`` flat cells, and per block the taps that read data."""
@@ -352,19 +415,23 @@ def _run_plan(grid, offs, phase, size, out_channels: int, data) -> _Run:
     return _Run(grid, offs, phase, size, no, v, length, tap_lo, tap_hi)
 
 
-def _run(out, xf, w, bias, run: _Run, groups: int = 1) -> None:
-    """The cells ``blocked.phase_view(out, run.phase)`` of out (N, O, ...) <- the stride-1
-    conv of the flat planes xf (N, C, Ps) with w (groups*O, C, KD, KH, KW) + bias
-    (groups*O,) or None; with ``groups``, image n is group n % groups (of image n // groups
-    of a grouped convolution: its weights w[g*O : (g+1)*O])."""
-    (n, o), c, no = out.shape[:2], w.shape[1], run.no
-    og = -(-o // no)
-    wf = np.zeros((groups, og * no * w[0].size), np.float32)
+def _padded_channels(out_channels: int, run: _Run) -> int:
+    """Output channels of ``_results``: padded to whole register blocks."""
+    return -(-out_channels // run.no) * run.no
+
+
+def _results(res, xf, w, bias, run: _Run, groups: int = 1) -> None:
+    """res (N, O', run.length) <- the stride-1 conv of the flat planes xf (N, C, Ps) with
+    w (groups*O, C, KD, KH, KW) + bias (groups*O,) or None, on ``run``'s flat grid
+    (O' = ``_padded_channels``); with ``groups``, image n is group n % groups (of image
+    n // groups of a grouped convolution: its weights w[g*O : (g+1)*O])."""
+    (o, c), no = w.shape[:2], run.no
+    o //= groups
+    wf = np.zeros((groups, res.shape[1] * w[0].size), np.float32)
     wf[:, _weight_order(o, c, len(run.offs), no)] = w.reshape(groups, -1)
-    b = np.zeros((groups, og * no), np.float32)
+    b = np.zeros((groups, res.shape[1]), np.float32)
     if bias is not None:
         b[:, :o] = bias.reshape(groups, o)
-    res = blocked.scratch("output", (n, og * no, run.length))
     kernel = _forward_kernel(no, run.v)
     kernel(
         res,
@@ -378,7 +445,6 @@ def _run(out, xf, w, bias, run: _Run, groups: int = 1) -> None:
         xf.shape[2],
         groups,
     )
-    _crop(out, res, *run.grid[1:], *run.size, *run.phase[0], *run.phase[1])
 
 
 @functools.lru_cache(maxsize=256)
@@ -417,7 +483,7 @@ def _tap_ranges(grid, data, offs, tile: int, length: int) -> tuple[np.ndarray, n
 
 
 def _length(size, grid, out_channels: int) -> int:
-    """Flat output cells that ``_run`` computes for outputs of ``size`` (D, H, W) on
+    """Flat output cells that ``_results`` computes for outputs of ``size`` (D, H, W) on
     ``grid``: up to the last output cell, in whole register blocks of pixels (the rows of
     the grid below the last output row are never computed)."""
     tile = _out_block(out_channels, _FORWARD_V)[1] * LANES
@@ -443,7 +509,10 @@ def forward(out, x, w, bias, geom: ConvGeometry, groups: int = 1) -> None:
     in one kernel call."""
     maps, run, length = _forward_plan(geom, out.shape[1] // groups, simd.ISA)
     xs = layout.group_images(layout.contiguous(x), groups)
-    _run(layout.group_images(out, groups), _flat(xs, maps, length, "input"), w, bias, run, groups)
+    xf, outs = _flat(xs, maps, length, "input"), layout.group_images(out, groups)
+    res = blocked.scratch("output", (outs.shape[0], _padded_channels(outs.shape[1], run), run.length))
+    _results(res, xf, w, bias, run, groups)
+    _crop(outs, res, *run.grid[1:], *run.size, *run.phase[0], *run.phase[1])
 
 
 @functools.lru_cache(maxsize=256)
@@ -479,8 +548,25 @@ def backward_phases(dx, dy, weights, phases, lo, groups: int = 1) -> None:
     dxs, dys = layout.group_images(dx, groups), layout.group_images(layout.contiguous(dy), groups)
     maps, length, runs = _phases_plan(dxs.shape[2:], dxs.shape[1], dys.shape[2:], phases, lo, simd.ISA)
     xf = _flat(dys, maps, length, "input")
-    for w, run in zip(weights, runs, strict=True):
-        _run(dxs, xf, w, None, run, groups)
+    if len(runs) == 1:  # stride 1: one phase, cropped on its own
+        run = runs[0]
+        res = blocked.scratch("output", (dxs.shape[0], _padded_channels(dxs.shape[1], run), run.length))
+        _results(res, xf, weights[0], None, run, groups)
+        _crop(dxs, res, *run.grid[1:], *run.size, *run.phase[0], *run.phase[1])
+        return
+    n, o = dxs.shape[:2]
+    result_shapes = [(n, _padded_channels(o, run), run.length) for run in runs]
+    sizes = [math.prod(shape) for shape in result_shapes]
+    buf = blocked.scratch("output", (sum(sizes),))
+    bases = np.cumsum([0, *sizes])
+    for w, run, shape, base in zip(weights, runs, result_shapes, bases, strict=False):
+        _results(buf[base : base + math.prod(shape)].reshape(shape), xf, w, None, run, groups)
+    # per phase: start and size per axis, then the base, channels and length of its results
+    table = [
+        (*run.phase[0], *run.size, base, *shape[1:])
+        for run, shape, base in zip(runs, result_shapes, bases, strict=False)
+    ]
+    _crop_phases(dxs, buf, np.array(table, np.int64), runs[0].phase[1], *runs[0].grid[1:])
 
 
 @functools.lru_cache(maxsize=256)

@@ -163,6 +163,24 @@ _MASK = ir.VectorType(ir.IntType(1), LANES)
 _IOTA = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
 
 
+def _interleave(half: int):
+    @intrinsic
+    def interleave(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            mask = [k for i in range(half * 8, half * 8 + 8) for k in (i, i + LANES)]
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(ir.VectorType(_I32, LANES), mask))
+
+        return f32x16(f32x16, f32x16), codegen
+
+    return interleave
+
+
+vinterleave_lo = _interleave(0)
+"""(a0, b0, a1, b1, ..., a7, b7) of vectors a, b: their first halves, lane by lane."""
+vinterleave_hi = _interleave(1)
+"""(a8, b8, ..., a15, b15): their second halves, lane by lane."""
+
+
 def first_lanes(builder, n):
     """<16 x i1>: lane i is on iff i < n (an i64)."""
     vec = ir.VectorType(_I32, LANES)
