@@ -53,17 +53,7 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
     channels = src_c.shape[0]
     C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     of, xf = out.reshape(-1), x.reshape(-1)
-    a, b = 0, 0  # the longest run of cells a <= iw < b that the width map reads consecutively
-    start = 0
-    for iw in range(Wp + 1):
-        if (
-            iw == Wp
-            or map_w[iw * step_w] < 0
-            or (iw > start and map_w[iw * step_w] != map_w[(iw - 1) * step_w] + 1)
-        ):
-            if iw - start > b - a:
-                a, b = start, iw
-            start = iw + 1 if iw < Wp and map_w[iw * step_w] < 0 else iw
+    a, b = layout.run_of(map_w[::step_w][:Wp])  # the cells a <= iw < b read consecutively
     for job in prange(N * Cb * Dp * Hp):
         ih = job % Hp
         t = job // Hp

@@ -236,18 +236,6 @@ def _weight_kernel(no: int, tt: int):
     return codegen.load(f"conv_flat_weight_no{no}_tt{tt}", _weight_source(no, tt)).kernel
 
 
-@njit(cache=True, error_model="numpy")
-def _run_of(map_w):
-    # (a, b): the longest range of map_w reading consecutive input cells, map_w[a + k] = map_w[a] + k
-    best_a, best_b, a = 0, 0, 0
-    for k in range(map_w.shape[0] + 1):
-        if k == map_w.shape[0] or map_w[k] < 0 or (k > a and map_w[k] != map_w[k - 1] + 1):
-            if k - a > best_b - best_a:
-                best_a, best_b = a, k
-            a = k + 1 if k < map_w.shape[0] and map_w[k] < 0 else k
-    return best_a, best_b
-
-
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def _gather_flat(out, x, map_d, map_h, map_w):
     # out (N, Co >= C, Ps): plane (n, c) = x (N, C, D, H, W) through the index maps (-1 reads 0)
@@ -257,7 +245,7 @@ def _gather_flat(out, x, map_d, map_h, map_w):
     N, Co, Ps = out.shape
     C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     Dx, Hx, Wx = map_d.shape[0], map_h.shape[0], map_w.shape[0]
-    a, b = _run_of(map_w)
+    a, b = layout.run_of(map_w)
     of, xf = out.reshape(-1), x.reshape(-1)
     filled = min(Dx * Hx * Wx, Ps)
     edges = False  # whether cells outside the run read the input (padding modes other than zeros)
@@ -285,6 +273,14 @@ def _gather_flat(out, x, map_d, map_h, map_w):
                 dst += Wx
 
 
+@njit(inline="always")
+def _copy_cells(dst, at, src, start, count):
+    # dst[at : at + count] <- src[start : start + count], in (partial) vectors: rows are short
+    for k in range(0, count, LANES):
+        cells = min(LANES, count - k)
+        vstore_first(dst, at + k, vload_first(src, start + k, cells), cells)
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, step_d, step_h, step_w):
     # out[n, o, start + i*step] (per axis, i < size) <- res (N, Op >= O, Lp), cell (i, j, k) at flat (i*hx + j)*wx + k
@@ -297,10 +293,8 @@ def _crop(out, res, hx, wx, size_d, size_h, size_w, start_d, start_h, start_w, s
             for j in range(size_h):  # flat unsigned indices (``simd.U64``), no slice objects
                 src = (n * Op + o) * Lp + (i * hx + j) * wx
                 dst = (((n * O + o) * D + start_d + i * step_d) * H + start_h + j * step_h) * W + start_w
-                if step_w == 1:  # a row in (partial) vectors: lenet_c3's crop 26 -> 17 us
-                    for k in range(0, size_w, LANES):
-                        cells = min(LANES, size_w - k)
-                        vstore_first(of, dst + k, vload_first(rf, src + k, cells), cells)
+                if step_w == 1:  # in vectors: lenet_c3's crop 26 -> 17 us
+                    _copy_cells(of, dst, rf, src, size_w)
                     continue
                 for k in range(size_w):
                     of[U64(dst + k * step_w)] = rf[U64(src + k)]
@@ -357,10 +351,8 @@ def _crop_phases(out, buf, table, step, hx, wx):
                         p, src, size_w = _phase_row(table, lut, rd, rh, rw, i, j, n, o, hx, wx)
                         if p < 0:
                             continue
-                        if sw == 1:  # in (partial) vectors
-                            for k in range(0, size_w, LANES):
-                                cells = min(LANES, size_w - k)
-                                vstore_first(of, dst + k, vload_first(buf, src + k, cells), cells)
+                        if sw == 1:
+                            _copy_cells(of, dst, buf, src, size_w)
                         else:
                             for k in range(size_w):
                                 of[U64(dst + rw + k * sw)] = buf[U64(src + k)]
@@ -390,7 +382,7 @@ _WHOLE = ((0, 0, 0), (1, 1, 1))  # the phase (start, step) of every output cell
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Run:
-    """What ``_results`` computes, from shapes alone (built once per geometry with the plans
+    """What ``_run`` computes, from shapes alone (built once per geometry with the plans
     below): the output cells of ``phase`` (start, step per axis), ``size`` (D, H, W) of
     them, on a flat ``grid`` with tap offsets ``offs``; register blocks of ``no`` output
     channels x ``v`` vectors, ``length`` flat cells, and per block the taps that read data."""
@@ -502,6 +494,14 @@ def _forward_plan(geom: ConvGeometry, out_channels: int, isa: str):
     return maps, run, run.length + int(offs[-1])
 
 
+def _run(out, xf, w, bias, run: _Run, groups: int = 1) -> None:
+    """The cells ``blocked.phase_view(out, run.phase)`` of out (N, O, ...) <- ``_results``
+    of the flat planes xf, in the "output" scratch array, cropped."""
+    res = blocked.scratch("output", (out.shape[0], _padded_channels(out.shape[1], run), run.length))
+    _results(res, xf, w, bias, run, groups)
+    _crop(out, res, *run.grid[1:], *run.size, *run.phase[0], *run.phase[1])
+
+
 def forward(out, x, w, bias, geom: ConvGeometry, groups: int = 1) -> None:
     """out (N, O, OD, OH, OW) <- conv(x (N, C, D, H, W), w (O, C/groups, KD, KH, KW)) + bias,
     ``geom`` that of one group (out C-contiguous where ``groups`` > 1). The groups of an
@@ -509,10 +509,7 @@ def forward(out, x, w, bias, geom: ConvGeometry, groups: int = 1) -> None:
     in one kernel call."""
     maps, run, length = _forward_plan(geom, out.shape[1] // groups, simd.ISA)
     xs = layout.group_images(layout.contiguous(x), groups)
-    xf, outs = _flat(xs, maps, length, "input"), layout.group_images(out, groups)
-    res = blocked.scratch("output", (outs.shape[0], _padded_channels(outs.shape[1], run), run.length))
-    _results(res, xf, w, bias, run, groups)
-    _crop(outs, res, *run.grid[1:], *run.size, *run.phase[0], *run.phase[1])
+    _run(layout.group_images(out, groups), _flat(xs, maps, length, "input"), w, bias, run, groups)
 
 
 @functools.lru_cache(maxsize=256)
@@ -549,22 +546,19 @@ def backward_phases(dx, dy, weights, phases, lo, groups: int = 1) -> None:
     maps, length, runs = _phases_plan(dxs.shape[2:], dxs.shape[1], dys.shape[2:], phases, lo, simd.ISA)
     xf = _flat(dys, maps, length, "input")
     if len(runs) == 1:  # stride 1: one phase, cropped on its own
-        run = runs[0]
-        res = blocked.scratch("output", (dxs.shape[0], _padded_channels(dxs.shape[1], run), run.length))
-        _results(res, xf, weights[0], None, run, groups)
-        _crop(dxs, res, *run.grid[1:], *run.size, *run.phase[0], *run.phase[1])
+        _run(dxs, xf, weights[0], None, runs[0], groups)
         return
     n, o = dxs.shape[:2]
     result_shapes = [(n, _padded_channels(o, run), run.length) for run in runs]
     sizes = [math.prod(shape) for shape in result_shapes]
     buf = blocked.scratch("output", (sum(sizes),))
-    bases = np.cumsum([0, *sizes])
-    for w, run, shape, base in zip(weights, runs, result_shapes, bases, strict=False):
-        _results(buf[base : base + math.prod(shape)].reshape(shape), xf, w, None, run, groups)
+    bases = np.cumsum([0, *sizes[:-1]])
+    for w, run, shape, base, size in zip(weights, runs, result_shapes, bases, sizes, strict=True):
+        _results(buf[base : base + size].reshape(shape), xf, w, None, run, groups)
     # per phase: start and size per axis, then the base, channels and length of its results
     table = [
         (*run.phase[0], *run.size, base, *shape[1:])
-        for run, shape, base in zip(runs, result_shapes, bases, strict=False)
+        for run, shape, base in zip(runs, result_shapes, bases, strict=True)
     ]
     _crop_phases(dxs, buf, np.array(table, np.int64), runs[0].phase[1], *runs[0].grid[1:])
 

@@ -92,6 +92,19 @@ def fold_padded_grad(dx: np.ndarray, dxp: np.ndarray, geom: ConvGeometry) -> Non
     _scatter_kernel(dx, dxp, *maps)
 
 
+@njit(cache=True, error_model="numpy")
+def run_of(map_w):
+    # (a, b): the longest range of an index map reading consecutive input cells,
+    # map_w[a + k] = map_w[a] + k for a <= a + k < b (a run a kernel can copy as a block)
+    best_a, best_b, a = 0, 0, 0
+    for k in range(map_w.shape[0] + 1):
+        if k == map_w.shape[0] or map_w[k] < 0 or (k > a and map_w[k] != map_w[k - 1] + 1):
+            if k - a > best_b - best_a:
+                best_a, best_b = a, k
+            a = k + 1 if k < map_w.shape[0] and map_w[k] < 0 else k
+    return best_a, best_b
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def _gather_kernel(out, x, map_d, map_h, map_w):
     # out (N, C, Dp, Hp, Wp) <- x (N, C, D, H, W) through the index maps
