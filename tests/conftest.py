@@ -17,7 +17,11 @@ def isa(request, monkeypatch):
     from fastconv.backends.cpu import conv_depthwise, simd
 
     def clear():
-        for plan in (conv_depthwise._forward_plan, conv_depthwise._backward_input_plan):
+        for plan in (
+            conv_depthwise._forward_plan,
+            conv_depthwise._backward_input_plan,
+            conv_depthwise._direct_plan,
+        ):
             plan.cache_clear()
 
     monkeypatch.setattr(simd, "ISA", request.param)

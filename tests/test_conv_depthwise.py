@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastconv as fc
-from fastconv.backends.cpu import conv_depthwise, conv_simd, simd
+from fastconv.backends.cpu import conv_depthwise, conv_simd, layout, simd
 from fastconv.shapes import conv_geometry
 from tests import reference as ref
 from tests.conftest import assert_same_bits_for_thread_counts, rand
@@ -25,10 +25,18 @@ def method(request, monkeypatch, isa):
     forces the generic plane kernels."""
     if request.param == "tiles":
         monkeypatch.setattr(conv_depthwise, "_method", lambda *args: ("tiles",))
-    for plan in (conv_depthwise._forward_plan, conv_depthwise._backward_input_plan):
+    for plan in (
+        conv_depthwise._forward_plan,
+        conv_depthwise._backward_input_plan,
+        conv_depthwise._direct_plan,
+    ):
         plan.cache_clear()
     yield request.param
-    for plan in (conv_depthwise._forward_plan, conv_depthwise._backward_input_plan):
+    for plan in (
+        conv_depthwise._forward_plan,
+        conv_depthwise._backward_input_plan,
+        conv_depthwise._direct_plan,
+    ):
         plan.cache_clear()
 
 
@@ -164,6 +172,16 @@ def test_strips_are_chosen_where_they_apply(isa):
     tall = {"avx512": ("strip", 7, 1, 1, rows, sums), "avx2": ("tiles",)}[isa]  # 7 weight rows fit?
     assert methods((8, 32, 20, 20), 7, padding=3)[0] == tall
 
+    def direct(x_shape, k, stride=(1, 1, 1)):  # plain, zero-padded planes: read in place?
+        plan = conv_depthwise._direct_plan(x_shape, x_shape, (1, k, k), stride, (1, 1, 1), (0, 1, 1))
+        return None if plan is None else plan[0]
+
+    assert direct((1, 56, 56), 3) == ((3, 1, rows) if isa == "avx512" else None)  # masked loads native?
+    assert direct((1, 56, 56), 3, (1, 2, 1)) == ((3, 2, rows) if isa == "avx512" else None)
+    assert direct((1, 56, 56), 3, (1, 1, 2)) is None  # a strided width: the gather's phases
+    assert direct((1, 20, 20), 3, (1, 1, 1)) is not None or isa == "avx2"
+    assert direct((1, rows - 1, 20), 3) is None  # no full strip
+
 
 def test_depthwise_float32_runs_the_depthwise_kernels(monkeypatch):
     calls = []
@@ -229,6 +247,110 @@ def test_weight_strips_same_bits_with_all_width_taps_in_registers(monkeypatch, s
     conv_depthwise._kernels.cache_clear()
     conv_depthwise._forward_plan.cache_clear()
     assert np.array_equal(got[True], got[False])
+
+
+@st.composite
+def direct_configs(draw):
+    """(d, x_shape, w_shape, kwargs) the direct strips take: 2-D or 3-D, zero padding (any
+    amount, also past the kernel's reach, and 'same'), width stride 1, square kernels of 2
+    to 5 rows, width and depth dilation, at least 8 output rows."""
+    d = draw(st.sampled_from([2, 3]))
+    c, n, k = draw(st.sampled_from([1, 3, 17])), draw(st.integers(1, 2)), draw(st.integers(2, 5))
+    kernel = (draw(st.integers(1, 3)),) * (d - 2) + (k, k)
+    dilation = (draw(st.integers(1, 2)),) * (d - 2) + (1, draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 2)),) * (d - 2) + (draw(st.integers(1, 2)), 1)
+    if draw(st.booleans()) and stride == (1,) * d:
+        padding = "same"
+    else:
+        padding = tuple(draw(st.integers(0, k + 1)) for _ in range(d))
+    reach = [dil * (kk - 1) + 1 for kk, dil in zip(kernel, dilation, strict=True)]
+    size = [draw(st.integers(max(1, reach[0] - 2), 6))] if d == 3 else []
+    size.append(draw(st.integers(8 * stride[-2] + reach[-2], 30)))
+    size.append(draw(st.integers(max(1, reach[-1] - 2 * k - 2), 40)))
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=c)
+    return d, (n, c, *size), (c, 1, *kernel), kw
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=direct_configs(), seed=st.integers(0, 2**32 - 1))
+def test_direct_strips_same_bits_as_gathered_strips(monkeypatch, cfg, seed):
+    """The strips that read x (or dy) in place, zero padding as masked-off lanes, add the same
+    products in the same order as the strips over a gathered, padded plane: the same bits,
+    for the forward and the input gradient; and the direct path is the one taken."""
+    d, x_shape, w_shape, kw = cfg
+    try:
+        geom = conv_geometry(d, x_shape, w_shape, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    except ValueError:  # padding past the kernel's reach leaves no output on some axis
+        return
+    geom = geom.lift3()
+    if geom.out_size[1] < 8 or min(geom.out_size) < 1:
+        return
+    rng = np.random.default_rng(seed)
+    x, w, b = (
+        rand(rng, x_shape, np.float32),
+        rand(rng, w_shape, np.float32),
+        rand(rng, (x_shape[1],), np.float32),
+    )
+    monkeypatch.setattr(simd, "ISA", "avx512")
+    got = {}
+    for way in ("stream", "direct", "gathered"):  # stream: the direct strips' stores streamed
+        conv_depthwise._direct_plan.cache_clear()
+        monkeypatch.setattr(layout, "STREAM_BYTES", 0 if way == "stream" else 1 << 62)
+        if way == "gathered":
+            monkeypatch.setattr(conv_depthwise, "_direct_plan", lambda *args: None)
+        else:
+            assert conv_depthwise._direct_plan(
+                geom.in_size, geom.out_size, geom.kernel, geom.stride, geom.dilation, geom.pad_lo
+            )
+        y = getattr(fc, f"conv{d}d")(x, w, b, **kw)
+        dy = rand(np.random.default_rng(seed + 1), y.shape, np.float32)
+        got[way] = y, getattr(fc, f"conv{d}d_backward_input")(dy, w, x_shape, **kw)
+    monkeypatch.undo()
+    conv_depthwise._direct_plan.cache_clear()
+    for way in ("stream", "direct"):
+        for new, old in zip(got[way], got["gathered"], strict=True):
+            np.testing.assert_array_equal(new, old)
+    y = got["direct"][0]
+    _assert_close(y, ref.conv(x, w, b, **kw), ref.conv(np.abs(x), np.abs(w), np.abs(b), **kw))
+
+
+def test_stream_copy_writes_exactly_its_cells():
+    """``layout.stream_copy`` from every offset of a 64-byte line, of every length around a
+    line: plain stores before the first whole line and after the last, streamed ones
+    between; exactly the cells asked for change."""
+
+    @numba.njit
+    def copy(dst, d0, src, count):
+        layout.stream_copy(dst, d0, src, count)
+        simd.sfence()
+
+    src = np.arange(1, 81, dtype=np.float32)
+    for d0 in range(17):
+        for count in (1, 5, 15, 16, 17, 31, 32, 33, 47, 64):
+            dst = np.full(120, -1, np.float32)
+            copy(dst, d0, src, count)
+            want = np.full(120, -1, np.float32)
+            want[d0 : d0 + count] = src[:count]
+            np.testing.assert_array_equal(dst, want)
+
+
+def test_lanes_load_reads_exactly_its_lanes(isa):
+    """``simd.vload_lanes``: lane i holds src[at + i] where bit i is set, else 0, also where
+    at + i lies before or past src (those cells are never read: a fault would crash)."""
+
+    @numba.njit
+    def load(dst, src, at, bits):
+        simd.vstore(dst, 0, simd.vload_lanes(src, at, bits))
+
+    src = np.arange(1, 41, dtype=np.float32)
+    dst = np.empty(16, np.float32)
+    for at, bits in ((0, 0xFFFF), (5, 0b1010_0000_0000_0101), (-3, 0xFFF8), (30, 0x03FF), (7, 0)):
+        load(dst, src, at, bits)
+        want = [src[at + i] if bits >> i & 1 else 0 for i in range(16)]
+        np.testing.assert_array_equal(dst, np.array(want, np.float32))
+    assert conv_depthwise._inside(-3, 40) == 0xFFF8 and conv_depthwise._inside(30, 40) == 0x03FF
+    assert conv_depthwise._inside(-20, 40) == 0 and conv_depthwise._inside(40, 40) == 0
+    assert conv_depthwise._inside(0, 5) == 0x1F and conv_depthwise._inside(-2, 5) == 0b111_1100
 
 
 @pytest.mark.parametrize("n", range(1, 17))

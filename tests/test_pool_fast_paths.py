@@ -259,7 +259,7 @@ def test_index_range_checked_by_the_kernels(call, message):
         call()
 
 
-@pytest.mark.parametrize("kernel", ["scatter_add", "scatter", "gather"])
+@pytest.mark.parametrize("kernel", ["scatter_add", "scatter_add_stream", "scatter", "gather"])
 def test_index_kernels_skip_and_count_out_of_range(kernel):
     """Each index kernel skips an index outside its row (never touching memory there), does
     the rest, and returns how many it skipped: negative ones and huge ones alike."""
@@ -276,7 +276,8 @@ def test_index_kernels_skip_and_count_out_of_range(kernel):
     else:
         want = np.zeros((3, 7), np.float32)
         for p, j in zip(*np.nonzero(ok), strict=True):
-            want[p, idx[p, j]] = want[p, idx[p, j]] + src[p, j] if kernel == "scatter_add" else src[p, j]
+            add = kernel.startswith("scatter_add")
+            want[p, idx[p, j]] = want[p, idx[p, j]] + src[p, j] if add else src[p, j]
     assert np.array_equal(out, want)
 
 

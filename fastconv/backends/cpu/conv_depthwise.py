@@ -3,15 +3,18 @@
 Every channel only talks to itself, so each pass is a set of independent plane problems
 (a plane: one (n, c) slice, D x H x W) and needs no layout conversion:
 
-* forward: one job per (n, c) plane. The job gathers its padded input plane into a small
-  scratch buffer g (L1/L2 resident; every ``padding_mode`` is an index map per axis, as in
-  ``layout``; zero padding at width stride 1 copies each row's run of cells in whole vectors,
-  prefetching ahead), then computes the output 16 pixels of a row (one vector) at a time, stored
+* forward: one job per (n, c) plane. With zero padding, width stride 1 and the strips'
+  shapes on AVX-512 (``_direct_plan``), the strips read the plane in place, the padding
+  being the lanes their masked loads leave zero (``simd.vload_lanes``). Otherwise the job
+  gathers its padded input plane into a small scratch buffer g (L1/L2 resident; every
+  ``padding_mode`` is an index map per axis, as in ``layout``; zero padding at width stride
+  1 copies each row's run of cells in whole vectors, prefetching ahead), then computes the output 16 pixels of a row (one vector) at a time, stored
   once (a row's last, partial vector in a few plain stores). A width stride is folded into
   the gather: each row of g holds ``stride`` phases (cells p, p + s, p + 2s, ...), so for any
   stride and dilation every tap reads 16 consecutive outputs' inputs with one vector load.
 * backward-input: the adjoint is a stride-1 correlation, with the flipped kernel, of dy
-  zero-inserted between rows/columns by the stride and zero-padded by the kernel's reach:
+  zero-inserted between rows/columns by the stride and zero-padded by the kernel's reach
+  (at stride 1 with zero padding, the direct strips run on dy: ``_adjoint_pads``); else
   the gather builds that plane through index maps and the forward's plane kernel runs on
   it. With zero padding it writes dx directly; with the other modes it computes the
   gradient of the padded plane in scratch and folds it back onto the x cells each padded
@@ -166,6 +169,13 @@ def _fill_zero(a, start, count):
     # a[start : start + count] = 0
     for t in range(0, count, LANES):
         vstore_first(a, start + t, vzero(), min(LANES, count - t))
+
+
+@njit(**_INNER)
+def _inside(start, size):
+    # the lane bits (``simd.vload_lanes``) of the cells start + i (i < 16) inside [0, size)
+    lo, hi = max(0, -start), min(LANES, size - start)
+    return (1 << hi) - (1 << lo) if hi > lo else 0
 
 
 @njit(**_INNER)
@@ -455,6 +465,108 @@ def plane_weight(acc, dy, dybase, g, tiles, toff, dims):
 """
 
 
+_DIRECT = """
+import numpy as np
+
+from fastconv.backends.cpu.conv_depthwise import _INNER, _inside
+from fastconv.backends.cpu.layout import stream_copy
+from fastconv.backends.cpu.simd import sfence, vload_lanes, vstore_first
+
+
+@njit(**_INNER)
+def plane_forward(out, obase, x, xbase, wf, wbase, b, dims, sc):
+    # out plane (OD, OH >= {R}, OW) at obase <- b + the taps of wf (KD, {kh}, {kh}) at wbase over
+    # the x plane (D, H, W) at xbase, read in place, strip by strip (the last one overlaps):
+    # a cell outside the plane (zero padding) is a lane the masked loads leave zero (mask:
+    # the row's bits m<r> and the tap's columns cm), a kernel depth outside it is skipped.
+    # With dims[13] (stream), a strip goes to sc ({R} x OW) and from there to out in
+    # non-temporal stores (its {R} rows are one run of out)
+    D, H, W, OD, OH, OW = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    sd, pd, ph, pw, dd, dw, KD = dims[6], dims[7], dims[8], dims[9], dims[10], dims[11], dims[12]
+    stream = dims[13] != 0
+    for od in range(OD):
+        for s in range(0, OH, {R}):
+            r0 = min(s, OH - {R})
+            top = r0 * {sh} - ph  # the x row of strip row 0
+            first = obase + (od * OH + r0) * OW  # the strip's first output cell
+            dst, o0 = (sc, 0) if stream else (out, first)
+{row_bits}
+            for v in range(0, OW, 16):
+                {acc} = b
+                if KD == 1:  # 2-D: no loop over kd (as in the gathered strips)
+                    kd = 0
+{taps_2d}
+                else:
+                    for kd in range(KD):
+{taps_3d}
+                n = min(16, OW - v)
+                o = o0 + v
+{store}
+            if stream:
+                stream_copy(out, first, sc, {R} * OW)
+
+
+@njit(**_JIT)
+def forward(out, x, w, bias, dims):
+    # out (N, C, OD, OH, OW) <- per (n, c) plane: bias (C,) + the taps of w (C, taps) over
+    # the plane of x (N, C, D, H, W), zero-padded by pad (dims)
+    N, C = out.shape[0], out.shape[1]
+    plane_out = out.shape[2] * out.shape[3] * out.shape[4]
+    plane_in = x.shape[2] * x.shape[3] * x.shape[4]
+    taps = w.shape[1]
+    xf, of, wf = x.reshape(-1), out.reshape(-1), w.reshape(-1)
+    for job in prange(N * C):  # job = n * C + c owns output plane (n, c)
+        c = job % C
+        sc = np.empty({R} * out.shape[4] + 16 if dims[13] else 16, np.float32)
+        plane_forward(of, job * plane_out, xf, job * plane_in, wf, c * taps, vbcast(bias, c), dims, sc)
+        if dims[13]:
+            sfence()  # the plane's streamed stores, before the loop's end joins the threads
+"""
+
+
+def _direct_taps(kh: int, sh: int, rows: int, indent: int) -> str:
+    """The direct strip's taps of one kd (source, ``indent`` spaces in): the kh weights of
+    one width tap at a time; each x row loaded once per width tap, masked to the plane.
+    The same products in the same order as the gathered strips (``_forward_taps``)."""
+    i0, i1, i2 = (" " * (indent + k) for k in (0, 4, 8))
+    taps = [
+        f"{i0}xd = od * sd - pd + kd * dd",
+        f"{i0}if 0 <= xd < D:",
+        f"{i1}row = xbase + (xd * H + top) * W",
+        f"{i1}for kw in range({kh}):",
+        f"{i2}col = v - pw + kw * dw",
+        f"{i2}cm, p, wk = _inside(col, W), row + col, wbase + kd * {kh * kh} + kw",
+    ]
+    taps += [f"{i2}w{t} = vbcast(wf, wk + {t * kh})" for t in range(kh)]
+    for r, row in _row_pairs(kh, sh, 1, rows).items():
+        taps.append(f"{i2}xr = vload_lanes(x, p + {r} * W, cm & m{r})")
+        taps += [f"{i2}a{j} = vfma(xr, w{t}, a{j})" for j, t in row]
+    return "\n".join(taps)
+
+
+def _direct_source(kh: int, sh: int, rows: int) -> str:
+    strip_rows = (rows - 1) * sh + kh
+    return _DIRECT.format(
+        R=rows,
+        kh=kh,
+        sh=sh,
+        row_bits="\n".join(
+            f"{' ' * 12}m{r} = 0xFFFF if 0 <= top + {r} < H else 0" for r in range(strip_rows)
+        ),
+        acc=" = ".join(f"a{j}" for j in range(rows)),
+        taps_2d=_direct_taps(kh, sh, rows, 20),
+        taps_3d=_direct_taps(kh, sh, rows, 24),
+        store="\n".join(f"{' ' * 16}vstore_first(dst, o + {j} * OW, a{j}, n)" for j in range(rows)),
+    )
+
+
+@functools.cache
+def _direct_kernels(kh: int, sh: int, rows: int):
+    """The generated module of the direct strips of (kh, sh, rows)."""
+    name = f"depthwise_direct_{kh}_{sh}_{rows}"
+    return codegen.load(name, _direct_source(kh, sh, rows), deps=(__file__, layout.__file__))
+
+
 def _row_pairs(kh: int, sh: int, dh: int, rows: int) -> dict[int, list[tuple[int, int]]]:
     """Strip row r -> the (output row j < rows, tap t) pairs that read it: j*sh + t*dh = r."""
     pairs: dict[int, list[tuple[int, int]]] = {}
@@ -707,6 +819,31 @@ def _fold_plan(geom: ConvGeometry):
     return maps[0], maps[1], _segments(maps[2])
 
 
+@functools.lru_cache(maxsize=64)
+def _direct_plan(in_size, out_size, kernel, stride, dilation, pad_lo, stream: bool = False):
+    """(kh, sh, R) and dims of the direct strips, for a zero-padded plane problem (in_size
+    -> out_size, pad_lo cells of zeros before each axis), or None. They read x in place, so
+    no plane is gathered first (alternating calls, 3x3: 16 planes of 56x56 in cache 0.78-0.84x,
+    256 planes 0.89x, mobilenet's 1024 planes, memory-bound on a loaded host, 0.98-1.05x; its
+    input gradient 0.94x). Where the strips apply, on AVX-512 (masked loads are native), with
+    width stride 1 (a tap reads 16 consecutive cells of a row; a strided width is the gather's
+    phases). With ``stream`` (``layout.streams``) each strip's rows go to memory in
+    non-temporal stores (mobilenet's forward, alternating calls in six runs: 0.85-0.99x)."""
+    method = _method(kernel, stride, dilation, out_size[1])
+    if simd.ISA != "avx512" or method[0] != "strip" or stride[2] != 1:
+        return None
+    (_, kh, sh, _, rows, _), (sd, _, _), (dd, _, dw) = method, stride, dilation
+    dims = np.array([*in_size, *out_size, sd, *pad_lo, dd, dw, kernel[0], stream], np.int64)
+    return (kh, sh, rows), dims
+
+
+def _adjoint_pads(geom: ConvGeometry) -> tuple[int, ...]:
+    """The zero padding before each axis of backward-input at stride 1 as a correlation of
+    dy with the flipped kernel: the kernel's reach less the forward's padding (negative:
+    the first cells of dy are never read)."""
+    return tuple((k - 1) * d - p for k, d, p in zip(geom.kernel, geom.dilation, geom.pad_lo, strict=True))
+
+
 # ---- entry points (float32, C-contiguous destinations; geometry lifted to 3-D) ------------
 
 
@@ -723,6 +860,12 @@ def forward(out, x, w, bias, geom: ConvGeometry) -> None:
     if out.size == 0:
         return
     b = np.zeros(out.shape[1], np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    direct = geom.padding_mode == "zeros" and _direct_plan(
+        geom.in_size, geom.out_size, geom.kernel, geom.stride, geom.dilation, geom.pad_lo, layout.streams(out)
+    )
+    if direct:
+        _direct_kernels(*direct[0]).forward(out, layout.contiguous(x), _weights(w), b, direct[1])
+        return
     method, plan = _forward_plan(geom)
     _module(method, plan).forward(out, layout.contiguous(x), _weights(w), b, *plan)
 
@@ -730,6 +873,21 @@ def forward(out, x, w, bias, geom: ConvGeometry) -> None:
 def backward_input(dx, dy, w, geom: ConvGeometry) -> None:
     """dx (N, C, D, H, W) <- d loss / d x from dy (N, C, OD, OH, OW) and w (C, 1, KD, KH, KW)."""
     if dx.size == 0:
+        return
+    direct = (geom.padding_mode, geom.stride) == ("zeros", (1, 1, 1)) and _direct_plan(
+        geom.out_size,
+        geom.in_size,
+        geom.kernel,
+        geom.stride,
+        geom.dilation,
+        _adjoint_pads(geom),
+        layout.streams(dx),
+    )
+    if direct:
+        zeros = np.zeros(dx.shape[1], np.float32)
+        _direct_kernels(*direct[0]).forward(
+            dx, layout.contiguous(dy), _weights(w, flip=True), zeros, direct[1]
+        )
         return
     method, size, plan = _backward_input_plan(geom)
     dy, wf, kernels = layout.contiguous(dy), _weights(w, flip=True), _module(method, plan)

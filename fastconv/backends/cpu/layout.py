@@ -15,6 +15,7 @@ from numba import njit, prange
 
 from ...config import FASTMATH
 from ...shapes import ConvGeometry
+from .simd import LANES, to_line, vload, vload_first, vstore_first, vstream
 
 _NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -136,3 +137,28 @@ def _scatter_kernel(dx, dxp, map_d, map_h, map_w):
                     src_d, src_h, src_w = map_d[i], map_h[j], map_w[k]
                     if src_d >= 0 and src_h >= 0 and src_w >= 0:
                         dx[n, c, src_d, src_h, src_w] += dxp[n, c, i, j, k]
+
+
+STREAM_BYTES = 8 << 20
+
+
+def streams(out: np.ndarray) -> bool:
+    """Whether a kernel writes ``out`` in non-temporal stores (``stream_copy``): where it is
+    far larger than the caches, so that no later reader would find it there anyway."""
+    return out.nbytes >= STREAM_BYTES
+
+
+@njit(cache=True, boundscheck=False)
+def stream_copy(dst, d0, src, count):
+    # dst[d0 : d0 + count] <- src[:count]: plain stores up to the first 64-byte line of dst and
+    # after the last whole one, non-temporal stores between (``simd.vstream``: other threads
+    # see them only after an ``sfence``, which the caller makes once it has streamed all it
+    # writes; a fence per call of a 1792-byte copy made mobilenet's forward 1.1x slower)
+    head = min(to_line(dst, d0), count)
+    if head:
+        vstore_first(dst, d0, vload_first(src, 0, head), head)
+    body = head + (count - head) // LANES * LANES
+    for t in range(head, body, LANES):
+        vstream(dst, d0 + t, vload(src, t))
+    for t in range(body, count, LANES):
+        vstore_first(dst, d0 + t, vload_first(src, t, count - t), count - t)

@@ -101,6 +101,50 @@ def vstore(typingctx, arr, idx, vec):
 
 
 @intrinsic
+def vstream(typingctx, arr, idx, vec):
+    """arr[idx : idx + 16] = vec as a non-temporal store, which writes the line to memory
+    without reading it first (a 12.8 MB parallel copy: 1.26-1.41 -> 0.79-0.98 ms) and leaves
+    it out of the caches. The address of arr[idx] must be a multiple of 64 bytes; the
+    stores are ordered for other threads only after ``sfence``."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        store = builder.store(args[2], builder.bitcast(ptr, _VEC.as_pointer()), align=64)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, vec), codegen
+
+
+@intrinsic
+def sfence(typingctx):
+    """Order the ``vstream`` stores before every later store (x86 ``sfence``)."""
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
+        )
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def to_line(typingctx, arr, idx):
+    """How many elements from arr[idx] to the next 64-byte boundary of memory (0 to 15, for
+    4-byte elements), where ``vstream`` may start."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        i64 = ir.IntType(64)
+        cells = builder.lshr(builder.ptrtoint(ptr, i64), ir.Constant(i64, 2))
+        return builder.and_(builder.neg(cells), ir.Constant(i64, LANES - 1))
+
+    return types.int64(arr, idx), codegen
+
+
+@intrinsic
 def vbcast(typingctx, arr, idx):
     """arr[idx] in all 16 lanes (one vbroadcastss from memory)."""
 
@@ -216,6 +260,23 @@ def vload_first(typingctx, arr, idx, n):
         return result
 
     return f32x16(arr, idx, n), codegen
+
+
+@intrinsic
+def vload_lanes(typingctx, arr, idx, bits):
+    """arr[idx + i] in lane i where bit i of the int ``bits`` is set, zeros elsewhere: one
+    masked load (native on AVX-512), which reads only the set lanes, so idx + i may lie
+    outside arr wherever bit i is clear (a convolution's zero padding, read in place)."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        bits = context.cast(builder, args[2], sig.args[2], types.int64)
+        mask = builder.bitcast(builder.trunc(bits, ir.IntType(LANES)), _MASK)
+        fnty = ir.FunctionType(_VEC, [ptr.type, _I32, _MASK, _VEC])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v16f32.p0")
+        return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+
+    return f32x16(arr, idx, bits), codegen
 
 
 def _store_prefix(builder, ptr, vec, n):
