@@ -322,7 +322,7 @@ def test_stream_copy_writes_exactly_its_cells():
     @numba.njit
     def copy(dst, d0, src, count):
         layout.stream_copy(dst, d0, src, count)
-        simd.sfence()
+        simd.fence()
 
     src = np.arange(1, 81, dtype=np.float32)
     for d0 in range(17):

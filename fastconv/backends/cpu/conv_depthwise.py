@@ -8,10 +8,12 @@ Every channel only talks to itself, so each pass is a set of independent plane p
   being the lanes their masked loads leave zero (``simd.vload_lanes``). Otherwise the job
   gathers its padded input plane into a small scratch buffer g (L1/L2 resident; every
   ``padding_mode`` is an index map per axis, as in ``layout``; zero padding at width stride
-  1 copies each row's run of cells in whole vectors, prefetching ahead), then computes the output 16 pixels of a row (one vector) at a time, stored
-  once (a row's last, partial vector in a few plain stores). A width stride is folded into
-  the gather: each row of g holds ``stride`` phases (cells p, p + s, p + 2s, ...), so for any
-  stride and dilation every tap reads 16 consecutive outputs' inputs with one vector load.
+  1 copies each row's run of cells in whole vectors, prefetching ahead), then computes the
+  output 16 pixels of a row (one vector) at a time, stored once (a row's last, partial
+  vector in a few plain stores). A width stride is folded into the gather: each row of g
+  holds ``stride`` phases (cells p, p + s, p + 2s, ...), so for any stride and dilation
+  every tap reads 16 consecutive outputs' inputs with one vector load. An output far larger
+  than the caches (``layout.streams``) leaves the direct strips in non-temporal stores.
 * backward-input: the adjoint is a stride-1 correlation, with the flipped kernel, of dy
   zero-inserted between rows/columns by the stride and zero-padded by the kernel's reach
   (at stride 1 with zero padding, the direct strips run on dy: ``_adjoint_pads``); else
@@ -470,7 +472,7 @@ import numpy as np
 
 from fastconv.backends.cpu.conv_depthwise import _INNER, _inside
 from fastconv.backends.cpu.layout import stream_copy
-from fastconv.backends.cpu.simd import sfence, vload_lanes, vstore_first
+from fastconv.backends.cpu.simd import fence, vload_lanes, vstore_first
 
 
 @njit(**_INNER)
@@ -520,7 +522,7 @@ def forward(out, x, w, bias, dims):
         sc = np.empty({R} * out.shape[4] + 16 if dims[13] else 16, np.float32)
         plane_forward(of, job * plane_out, xf, job * plane_in, wf, c * taps, vbcast(bias, c), dims, sc)
         if dims[13]:
-            sfence()  # the plane's streamed stores, before the loop's end joins the threads
+            fence()  # the plane's streamed stores, before the loop's end joins the threads
 """
 
 

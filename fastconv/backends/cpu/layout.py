@@ -152,7 +152,7 @@ def streams(out: np.ndarray) -> bool:
 def stream_copy(dst, d0, src, count):
     # dst[d0 : d0 + count] <- src[:count]: plain stores up to the first 64-byte line of dst and
     # after the last whole one, non-temporal stores between (``simd.vstream``: other threads
-    # see them only after an ``sfence``, which the caller makes once it has streamed all it
+    # see them only after a ``simd.fence``, which the caller makes once it has streamed all it
     # writes; a fence per call of a 1792-byte copy made mobilenet's forward 1.1x slower)
     head = min(to_line(dst, d0), count)
     if head:

@@ -31,7 +31,7 @@ from numba import njit, prange
 
 from ...config import FASTMATH
 from . import layout
-from .simd import sfence
+from .simd import fence
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 # averages divide exactly, as PyTorch: no "arcp" (it turns a loop-invariant divisor into a
@@ -310,7 +310,7 @@ def _scatter_add_stream_kernel(out, src, idx):
         row = np.empty(M, np.float32)
         bad[p] = _scatter_add_row(row, src[p], idx[p])
         layout.stream_copy(flat, p * M, row, M)
-        sfence()
+        fence()
     return bad.sum()
 
 

@@ -105,7 +105,7 @@ def vstream(typingctx, arr, idx, vec):
     """arr[idx : idx + 16] = vec as a non-temporal store, which writes the line to memory
     without reading it first (a 12.8 MB parallel copy: 1.26-1.41 -> 0.79-0.98 ms) and leaves
     it out of the caches. The address of arr[idx] must be a multiple of 64 bytes; the
-    stores are ordered for other threads only after ``sfence``."""
+    stores are ordered for other threads only after a ``fence``."""
 
     def codegen(context, builder, sig, args):
         ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
@@ -117,14 +117,12 @@ def vstream(typingctx, arr, idx, vec):
 
 
 @intrinsic
-def sfence(typingctx):
-    """Order the ``vstream`` stores before every later store (x86 ``sfence``)."""
+def fence(typingctx):
+    """A full memory fence (``mfence`` on x86): the ``vstream`` stores before it reach memory
+    before any later load or store."""
 
     def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
-        )
-        builder.call(fn, [])
+        builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return types.void(), codegen
