@@ -119,19 +119,26 @@ def test_paired_timings_alternate_calls():
 
 
 def test_each_turn_settles_before_its_timed_call():
-    """A turn runs its function untimed for ``settle`` seconds, then times one call: two
-    turns of a 1 ms function with settle = 5 ms make at least 5 calls each, in blocks."""
+    """A turn runs its function untimed for ``settle`` seconds, then times one call: in two
+    rounds of two 1 ms functions with settle = 5 ms, each turn is a block of calls (at least
+    one untimed) whose timed, last call starts at least 5 ms after the turn began (after the
+    previous turn's last call ended), however slowly a loaded machine sleeps."""
     calls = []
 
     def make(name):
         def fn():
-            calls.append(name)
+            start = time.perf_counter()
             time.sleep(0.001)
+            calls.append((name, start, time.perf_counter()))
 
         return fn
 
+    origin = time.perf_counter()
     times = bench.median_times([make("a"), make("b")], repeat=2, warmup=0, settle=0.005)
-    blocks = [(k, len(list(g))) for k, g in itertools.groupby(calls)]
-    assert [k for k, _ in blocks] == ["a", "b", "a", "b"]
-    assert all(n >= 5 for _, n in blocks)
+    blocks = [list(g) for _, g in itertools.groupby(calls, key=lambda call: call[0])]
+    assert [b[0][0] for b in blocks] == ["a", "b", "a", "b"]
+    for block in blocks:
+        assert len(block) >= 2
+        assert block[-1][1] - origin >= 0.005
+        origin = block[-1][2]
     assert all(t >= 0.001 for t in times)
