@@ -830,7 +830,8 @@ def _direct_plan(in_size, out_size, kernel, stride, dilation, pad_lo, stream: bo
     input gradient 0.94x). Where the strips apply, on AVX-512 (masked loads are native), with
     width stride 1 (a tap reads 16 consecutive cells of a row; a strided width is the gather's
     phases). With ``stream`` (``layout.streams``) each strip's rows go to memory in
-    non-temporal stores (mobilenet's forward, alternating calls in six runs: 0.85-0.99x)."""
+    non-temporal stores (mobilenet's forward, alternating calls: 0.85-0.99x in six runs fenced
+    by sfence, 0.94-1.02x in four with the portable ``fence``, on a host slower still)."""
     method = _method(kernel, stride, dilation, out_size[1])
     if simd.ISA != "avx512" or method[0] != "strip" or stride[2] != 1:
         return None

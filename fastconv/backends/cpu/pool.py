@@ -302,8 +302,9 @@ def _scatter_add_kernel(out, src, idx):
 def _scatter_add_stream_kernel(out, src, idx):
     # _scatter_add_kernel for float32 rows far larger than the caches: each row summed in a
     # scratch row and streamed to out (``layout.stream_copy``), so out's lines are written
-    # without being read first (resnet_maxpool's backward, alternating calls in seven runs on a
-    # loaded host: 0.80-1.00x, median 0.91x)
+    # without being read first (resnet_maxpool's backward, alternating calls on a loaded host:
+    # 0.80-1.00x, median 0.91x, in seven runs fenced by sfence; 0.94-1.00x in four with the
+    # portable ``fence``, while the host was slower still)
     bad, M = np.zeros(out.shape[0], np.int64), out.shape[1]
     flat = out.reshape(-1)
     for p in prange(out.shape[0]):
