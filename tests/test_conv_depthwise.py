@@ -314,6 +314,17 @@ def test_direct_strips_same_bits_as_gathered_strips(monkeypatch, cfg, seed):
     _assert_close(y, ref.conv(x, w, b, **kw), ref.conv(np.abs(x), np.abs(w), np.abs(b), **kw))
 
 
+def test_cpu_vendor_reads_proc_cpuinfo(tmp_path):
+    """The vendor that decides whether outputs stream (``layout.STREAM_BYTES``) is the
+    first ``vendor_id`` line of /proc/cpuinfo; "" without the file."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nvendor_id\t: GenuineIntel\n")
+    assert layout.cpu_vendor(str(info)) == "AuthenticAMD"
+    assert layout.cpu_vendor(str(tmp_path / "absent")) == ""
+    info.write_text("processor\t: 0\n")
+    assert layout.cpu_vendor(str(info)) == ""
+
+
 def test_stream_copy_writes_exactly_its_cells():
     """``layout.stream_copy`` from every offset of a 64-byte line, of every length around a
     line: plain stores before the first whole line and after the last, streamed ones

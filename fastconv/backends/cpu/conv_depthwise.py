@@ -13,7 +13,8 @@ Every channel only talks to itself, so each pass is a set of independent plane p
   vector in a few plain stores). A width stride is folded into the gather: each row of g
   holds ``stride`` phases (cells p, p + s, p + 2s, ...), so for any stride and dilation
   every tap reads 16 consecutive outputs' inputs with one vector load. An output far larger
-  than the caches (``layout.streams``) leaves the direct strips in non-temporal stores.
+  than the caches leaves the direct strips in non-temporal stores on CPUs where that pays
+  (``layout.streams``).
 * backward-input: the adjoint is a stride-1 correlation, with the flipped kernel, of dy
   zero-inserted between rows/columns by the stride and zero-padded by the kernel's reach
   (at stride 1 with zero padding, the direct strips run on dy: ``_adjoint_pads``); else

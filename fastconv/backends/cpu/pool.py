@@ -14,7 +14,8 @@ race-free and bitwise identical for any thread count. The index kernels check ea
 they use it, skip one outside its plane and return how many they skipped (the functional layer
 raises): a separate range check was a whole extra read of the int64 indices, a third of max
 pooling's backward. A float32 gradient far larger than the caches is scattered plane by plane
-into a scratch plane and streamed to memory (``layout.stream_copy``).
+into a scratch plane and streamed to memory (``layout.stream_copy``) on CPUs where that pays
+(``layout.streams``).
 
 Average pooling whose windows tile the input (kernel == stride, no padding: every window
 full, none overlapping) skips the tables: plain block sums, and for global pooling (one window
