@@ -29,9 +29,9 @@ Every channel only talks to itself, so each pass is a set of independent plane p
 The plane kernels come in two methods, generated per method (``codegen``) with the
 parallel kernels around them. Strips (the common case: at least R output rows, 2 to 8
 kernel rows (5 on AVX2), row stride 1 or 2, no row dilation) work on R output rows x 16
-pixels, R = 8 on AVX-512 and 4 on AVX2 (``_STRIPS``): the kernel row's weights sit in
-registers and each gathered input row is loaded once and used by every output row that
-reads it (3x3, R = 8: 24 FMAs per 13 loads). Tiles (any geometry) take 8 row vectors at a
+pixels, R = 4 (``_STRIPS``): the kernel row's weights sit in registers and each gathered
+input row is loaded once and used by every output row that reads it (3x3: 12 FMAs per 9
+loads). Tiles (any geometry) take 8 row vectors at a
 time with one load per FMA.
 
 Each job owns its output and all sums run in a fixed order: results are bitwise identical
@@ -345,14 +345,20 @@ def _tiles_weight(acc, dy, dybase, g, tiles, toff):
 # _tiles_* loops above; ("strip", kh, sh, dh, R, S) works on strips of R output rows x 16
 # pixels: the kh weights of one (kd, kw) sit in registers and every gathered input row is
 # loaded once per strip and used by each output row that reads it (row j at tap t reads
-# strip row j*sh + t*dh), so a 3x3 strip does 24 FMAs per 13 loads instead of one load each.
+# strip row j*sh + t*dh), so a 3x3 strip does 12 FMAs per 9 loads instead of one load each.
 
 # Strips per instruction set (``simd.ISA``): (R output rows per strip, the most kernel rows
-# kh, S partial sums per tap in backward-weight). AVX-512: 8 accumulators hide the FMA
-# latency, and kh weights + 8 accumulators (+ 8 dy rows and 2*kh sums in backward-weight; 2*kh*kh for 3x3, ``_weight_taps``) fit
-# 32 zmm. AVX2 (16 ymm, two per vector; a broadcast weight takes one): 4 rows x 2 + kh + 2 for
-# the loaded row fit for kh <= 5, and backward-weight keeps one sum per tap.
-_STRIPS = {"avx512": (8, 8, 2), "avx2": (4, 5, 1)}
+# kh, S partial sums per tap in backward-weight). R = 4 on both. On AVX-512, kh weights + 4
+# accumulators (+ 4 dy rows and 2*kh sums in backward-weight; 2*kh*kh for 3x3,
+# ``_weight_taps``) fit 32 zmm; R = 8 fits too, but on the 2-core Zen 5 machine (alternating
+# calls) R = 4 ran mobilenet's depthwise 3x3 (8x128x56x56, far larger than the L2) forward in
+# 0.69-0.72x the time of R = 8, its input gradient 0.77-0.80x, its weight gradient 0.86x;
+# other planes larger than the caches 0.77-0.97x (5x5, 3x3x3 and 112x112 ones among them),
+# planes in cache 0.97-1.09x (14x14 forward: 1.09x). An 8-row strip reads 10 input rows and
+# writes 8 output rows at once, which memory serves worse; prefetching the next strip's rows
+# did not help (1.05x). AVX2 (16 ymm, two per vector; a broadcast weight takes one): 4 rows
+# x 2 + kh + 2 for the loaded row fit for kh <= 5, and backward-weight keeps one sum per tap.
+_STRIPS = {"avx512": (4, 8, 2), "avx2": (4, 5, 1)}
 
 _KERNELS = """
 import numpy as np
