@@ -140,3 +140,25 @@ def test_unbatched_input_matches_batch_of_one(d):
     np.testing.assert_array_equal(
         getattr(fc, f"conv{d}d_backward_bias")(dy), dy.sum(axis=tuple(range(1, d + 1)))
     )
+
+
+@pytest.mark.parametrize("stride", [(1, 2, 2), (2, 3, 1), (1, 1, 1)])
+def test_subsample_and_upsample_are_strided_slicing_and_its_adjoint(stride):
+    """``layout.subsample`` reads exactly the cells a strided 1x1 kernel reads (tails that no
+    stride reaches skipped), also from a non-contiguous view; ``upsample`` writes every cell
+    of its output: those cells back, zeros elsewhere."""
+    from fastconv.backends.cpu import layout
+
+    rng = np.random.default_rng(11)
+    base = rand(rng, (2, 6, 5, 9, 8), np.float32)
+    a = base[:, ::2]  # a channel-strided view
+    out_size = tuple((n - 1) // s + 1 for n, s in zip(a.shape[2:], stride, strict=True))
+    cells = (slice(None), slice(None), *(slice(0, o * s, s) for o, s in zip(out_size, stride, strict=True)))
+    sub = layout.subsample(a, stride, out_size)
+    assert sub.flags.c_contiguous
+    np.testing.assert_array_equal(sub, a[cells])
+    up = np.full(a.shape, np.nan, np.float32)
+    layout.upsample(up, sub, stride)
+    want = np.zeros(a.shape, np.float32)
+    want[cells] = sub
+    np.testing.assert_array_equal(up, want)

@@ -94,15 +94,9 @@ def _reads_all(geom: ConvGeometry) -> bool:
     return tuple(geom.out_size) == tuple(geom.in_size)
 
 
-def _selected(geom: ConvGeometry) -> tuple[slice, ...]:
-    """Index of the cells of (N, C, D, H, W) that a pointwise ``geom`` reads."""
-    cells = (slice(0, o * s, s) for o, s in zip(geom.out_size, geom.stride, strict=True))
-    return (slice(None), slice(None), *cells)
-
-
 def _pixels(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """The cells of a (N, C, D, H, W) that a pointwise ``geom`` reads, as (N, C, 1, 1, P)."""
-    cells = layout.contiguous(a) if _reads_all(geom) else np.ascontiguousarray(a[_selected(geom)])
+    cells = layout.contiguous(a) if _reads_all(geom) else layout.subsample(a, geom.stride, geom.out_size)
     return cells.reshape(*a.shape[:2], 1, 1, -1)
 
 
@@ -431,10 +425,8 @@ def conv_backward_input(dx, dy, w, geom: ConvGeometry) -> None:
         direct = _reads_all(geom) and dx.flags.c_contiguous
         rows = dx.reshape(shape) if direct else np.empty(shape, np.float32)
         conv_backward_input(rows, _as_row(dy), w, _row_geometry(geom))
-        if not direct:
-            if not _reads_all(geom):
-                dx[...] = 0  # cells no stride reaches
-            dx[_selected(geom)] = rows.reshape(*dx.shape[:2], *dy.shape[2:])
+        if not direct:  # the cells no stride reaches are zero
+            layout.upsample(dx, rows.reshape(*dx.shape[:2], *dy.shape[2:]), geom.stride)
         return
     flat = _flat("backward_input", geom, dx.shape[1], dy.shape[1])
     if geom.padding_mode == "zeros":

@@ -140,6 +140,50 @@ def _scatter_kernel(dx, dxp, map_d, map_h, map_w):
                         dx[n, c, src_d, src_h, src_w] += dxp[n, c, i, j, k]
 
 
+def subsample(a: np.ndarray, stride, out_size) -> np.ndarray:
+    """a (N, C, D, H, W) at cells (od*sd, oh*sh, ow*sw) for (od, oh, ow) < out_size, as a new
+    C-contiguous (N, C, *out_size) array: a strided 1x1 convolution's input, copied in one
+    parallel pass (numpy's strided copy of resnet_1x1_s2's input took 0.12 ms)."""
+    out = np.empty((*a.shape[:2], *out_size), a.dtype)
+    _subsample_kernel(out, a, *stride)
+    return out
+
+
+def upsample(out: np.ndarray, a: np.ndarray, stride) -> None:
+    """out (N, C, D, H, W) <- a (N, C, OD, OH, OW) at cells (od*sd, oh*sh, ow*sw), zero
+    elsewhere: the adjoint of ``subsample``, each cell of out written once."""
+    _upsample_kernel(out, a, *stride)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _subsample_kernel(out, a, sd, sh, sw):
+    # out (N, C, OD, OH, OW) <- a (N, C, D, H, W) at cells (od*sd, oh*sh, ow*sw)
+    N, C, OD, OH, OW = out.shape
+    for nc in prange(N * C):  # one (n, c) plane per job
+        n, c = nc // C, nc % C
+        for od in range(OD):
+            for oh in range(OH):
+                src, dst = a[n, c, od * sd, oh * sh], out[n, c, od, oh]
+                for ow in range(OW):
+                    dst[ow] = src[ow * sw]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _upsample_kernel(out, a, sd, sh, sw):
+    # out (N, C, D, H, W) <- a (N, C, OD, OH, OW) at cells (od*sd, oh*sh, ow*sw), zero elsewhere
+    N, C = out.shape[0], out.shape[1]
+    OD, OH, OW = a.shape[2], a.shape[3], a.shape[4]
+    for nc in prange(N * C):  # one (n, c) plane per job: zeroed whole, then the cells placed
+        n, c = nc // C, nc % C
+        plane = out[n, c]
+        plane[...] = 0
+        for od in range(OD):
+            for oh in range(OH):
+                src, dst = a[n, c, od, oh], plane[od * sd, oh * sh]
+                for ow in range(OW):
+                    dst[ow * sw] = src[ow]
+
+
 def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's vendor as Linux names it (``GenuineIntel``, ``AuthenticAMD``); "" where
     there is no /proc/cpuinfo to read."""
