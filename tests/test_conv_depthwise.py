@@ -314,6 +314,37 @@ def test_direct_strips_same_bits_as_gathered_strips(monkeypatch, cfg, seed):
     _assert_close(y, ref.conv(x, w, b, **kw), ref.conv(np.abs(x), np.abs(w), np.abs(b), **kw))
 
 
+@pytest.mark.parametrize(
+    ("shape", "kw"),
+    [
+        ((2, 3, 26, 45), dict(padding=1)),  # interior strips and vectors beside edge ones
+        ((1, 2, 12, 64), dict(padding=0, dilation=(1, 2))),  # no padding: every strip inside
+        ((1, 2, 14, 40), dict(padding=(3, 0), dilation=(1, 3))),  # rows outside, columns inside
+    ],
+)
+def test_direct_strips_inside_the_plane_load_plainly(monkeypatch, shape, kw):
+    """The direct strips whose taps read only cells inside the plane load without masks:
+    the same bits as the gathered strips, for the forward and the input gradient."""
+    monkeypatch.setattr(simd, "ISA", "avx512")
+    assert "vload(x, p + 0 * W)" in conv_depthwise._direct_source(3, 1, 4)
+    rng = np.random.default_rng(5)
+    c = shape[1]
+    x, w, b = rand(rng, shape, np.float32), rand(rng, (c, 1, 3, 3), np.float32), rand(rng, (c,), np.float32)
+    kw = dict(kw, groups=c)
+    got = []
+    for way in ("direct", "gathered"):
+        conv_depthwise._direct_plan.cache_clear()
+        if way == "gathered":
+            monkeypatch.setattr(conv_depthwise, "_direct_plan", lambda *args: None)
+        y = fc.conv2d(x, w, b, **kw)
+        dy = rand(np.random.default_rng(6), y.shape, np.float32)
+        got.append((y, fc.conv2d_backward_input(dy, w, shape, **kw)))
+    monkeypatch.undo()
+    conv_depthwise._direct_plan.cache_clear()
+    for new, old in zip(*got, strict=True):
+        np.testing.assert_array_equal(new, old)
+
+
 def test_cpu_vendor_reads_proc_cpuinfo(tmp_path):
     """The vendor that decides whether outputs stream (``layout.STREAM_BYTES``) is the
     first ``vendor_id`` line of /proc/cpuinfo; "" without the file."""
