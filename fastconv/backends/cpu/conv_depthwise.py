@@ -350,7 +350,7 @@ def _tiles_weight(acc, dy, dybase, g, tiles, toff):
 # Strips per instruction set (``simd.ISA``): (R output rows per strip, the most kernel rows
 # kh, S partial sums per tap in backward-weight). R = 4 on both. On AVX-512, kh weights + 4
 # accumulators (+ 4 dy rows and 2*kh sums in backward-weight; 2*kh*kh for 3x3,
-# ``_weight_taps``) fit 32 zmm; R = 8 fits too, but on the 2-core Zen 5 machine (alternating
+# ``_weight_taps``) fit 32 zmm; R = 8 fits too, but on the 2-core AMD EPYC host (alternating
 # calls) R = 4 ran mobilenet's depthwise 3x3 (8x128x56x56, far larger than the L2) forward in
 # 0.69-0.72x the time of R = 8, its input gradient 0.77-0.80x, its weight gradient 0.86x;
 # other planes larger than the caches 0.77-0.97x (5x5, 3x3x3 and 112x112 ones among them),
@@ -489,7 +489,7 @@ def plane_forward(out, obase, x, xbase, wf, wbase, b, dims, sc):
     # a cell outside the plane (zero padding) is a lane the masked loads leave zero (mask:
     # the row's bits m<r> and the tap's columns cm), a kernel depth outside it is skipped;
     # a 2-D strip whose 16 columns lie inside the plane for every tap loads plainly, with no
-    # mask to build per load (alternating calls on the Zen 5 machine: mobilenet's forward
+    # mask to build per load (alternating calls on the AMD EPYC host: mobilenet's forward
     # 0.78-0.91x, 16 planes in cache 0.72x, 112x112 ones 0.78x; 28x28 planes under a 5x5
     # kernel, where no strip is inside, 1.03-1.13x)
     # With dims[13] (stream), a strip goes to sc ({R} x OW) and from there to out in
