@@ -355,8 +355,8 @@ def _tiles_weight(acc, dy, dybase, g, tiles, toff):
 # 0.69-0.72x the time of R = 8, its input gradient 0.77-0.80x, its weight gradient 0.86x;
 # other planes larger than the caches 0.77-0.97x (5x5, 3x3x3 and 112x112 ones among them),
 # planes in cache 0.97-1.09x (14x14 forward: 1.09x). An 8-row strip reads 10 input rows and
-# writes 8 output rows at once, which memory serves worse; prefetching the next strip's rows
-# did not help (1.05x). AVX2 (16 ymm, two per vector; a broadcast weight takes one): 4 rows
+# writes 8 output rows at once, which memory serves worse; with the next strips' rows
+# prefetched, R = 8 still took 1.45x R = 4's time. AVX2 (16 ymm, two per vector; a broadcast weight takes one): 4 rows
 # x 2 + kh + 2 for the loaded row fit for kh <= 5, and backward-weight keeps one sum per tap.
 _STRIPS = {"avx512": (4, 8, 2), "avx2": (4, 5, 1)}
 
