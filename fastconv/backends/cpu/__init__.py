@@ -39,6 +39,7 @@ from .pool import (
     max_unpool_backward,
     max_unpool_forward,
 )
+from .startup import defer_blas_check
 from .threads import guarded
 
 name = "cpu"
@@ -98,3 +99,5 @@ for _op in __all__:
     if _op not in ("empty", "zeros", "name", "to_device"):
         globals()[_op] = guarded(globals()[_op])
 del _op
+
+defer_blas_check()  # no kernel has loaded yet: Numba's SciPy BLAS check waits (startup.py)
