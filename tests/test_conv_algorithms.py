@@ -275,6 +275,45 @@ def test_weight_gradient_sweeps_rows_in_chunks(monkeypatch, height, width):
 
 
 @pytest.mark.parametrize(
+    "vectors, chunks, per_chunk", [(2048, 1, 7), (15, 2, 4), (6, 4, 2), (9, 3, 3), (1, 7, 1)]
+)
+def test_flat_weight_gradient_sums_chunks_of_equal_images(monkeypatch, vectors, chunks, per_chunk):
+    """The flat weight gradient sums chunks of images (at most ``_CHUNK_VECTORS`` vectors of
+    dy per image per chunk, as many chunks as that needs, equal in images but the last):
+    here 3 vectors per image (dy on the 6 x 6 grid of x: 36 cells, padded to 48), 7 images. Integer data: exact; float data: the same bits on 1
+    and 2 threads."""
+    import numba
+
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "flat")
+    monkeypatch.setattr(conv_flat, "_CHUNK_VECTORS", vectors)
+    conv_flat._weight_plan.cache_clear()
+    seen = []
+    kernel = conv_flat._weight_kernel
+    monkeypatch.setattr(
+        conv_flat,
+        "_weight_kernel",
+        lambda no, tt: lambda part, *a: (seen.append((part.shape[0], a[-1])), kernel(no, tt)(part, *a))[1],
+    )
+    try:
+        rng = np.random.default_rng(vectors)
+        x, w = ints(rng, (7, 2, 6, 6)), ints(rng, (3, 2, 3, 3))  # dy: 3 vectors per image
+        dy = ints(rng, (7, 3, 4, 4))
+        got = fc.conv2d_backward_weight(dy, x, w.shape)
+        np.testing.assert_array_equal(got, ref.conv_backward_weight(dy, x, w.shape))
+        assert seen == [(chunks, per_chunk)]
+        xf, dyf = rand(rng, x.shape, np.float32), rand(rng, dy.shape, np.float32)
+        threads = numba.get_num_threads()
+        sums = []
+        for n in (1, threads):
+            numba.set_num_threads(n)
+            sums.append(fc.conv2d_backward_weight(dyf, xf, w.shape))
+        numba.set_num_threads(threads)
+        np.testing.assert_array_equal(sums[0], sums[1])
+    finally:
+        conv_flat._weight_plan.cache_clear()
+
+
+@pytest.mark.parametrize(
     "kernel, stride, width",
     [
         ((3, 3), (2, 2), 9),  # two width phases of 5 and 4 cells, interleaved in vectors

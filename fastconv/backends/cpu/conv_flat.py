@@ -59,7 +59,17 @@ _WEIGHT_TT = {
     "avx2": {1: (5, 0.89), 2: (2, 0.73), 3: (1, 0.66)},
 }
 _JOB_TILES = 4  # forward: register blocks of pixels per job (see the module docstring)
-_CHUNK_VECTORS = 8192  # backward-weight: images per partial sum, from the shape alone
+_CHUNK_VECTORS = 2048
+"""Backward-weight: the most 16-cell vectors of dy per image per chunk of images (one partial
+sum each), and the chunks hold equal numbers of images: from the shape alone, never the
+thread count, so the sums are the same for any thread count. The weight kernel's jobs run
+chunk by chunk, so with as many chunks as threads each thread reads the images its own
+share of the flattening wrote (and dy's chunk, 0.7 MB for LeNet's first layer, stays in
+its L2). With one chunk of all 64 images (8192 vectors) both threads read all of dy and x,
+lines the other core had just written: LeNet's first-layer weight gradient took 0.31-0.38
+ms in 13 of 16 fresh processes on the 2-core AMD EPYC host and 0.79-0.98 ms in 3, where
+the flattening alone took 4x its usual time (0.47 against 0.06-0.12 ms; as fast as ever
+on one thread, and whatever OMP_WAIT_POLICY says); with 2048, 0.17-0.36 ms in all 16."""
 # most output channels (of the pass) for which these kernels beat the channel-blocked ones,
 # measured on LeNet's layers: 16 outputs still win in a forward pass on AVX-512 (one or two
 # blocks of the blocked kernels are too narrow for its register blocks; AVX2: ``applies``),
@@ -566,7 +576,7 @@ def backward_phases(dx, dy, weights, phases, lo, groups: int = 1) -> None:
 @functools.lru_cache(maxsize=256)
 def _weight_plan(geom: ConvGeometry, out_channels: int, isa: str):
     """(maps of x, maps of dy, (NO, TT), tap offsets padded to TT, flat cells of dy and of
-    x, images per chunk) of ``backward_weight``: shapes only, cached per instruction set."""
+    x, most images per chunk) of ``backward_weight``: shapes only, cached per instruction set."""
     maps = layout.index_maps(geom.in_size, geom.pad_lo, layout.extents(geom), geom.padding_mode)
     grid = tuple(len(m) for m in maps)
     block, offs = _out_block(out_channels, _WEIGHT_TT), _offsets(geom.kernel, geom.dilation, grid)
@@ -574,15 +584,16 @@ def _weight_plan(geom: ConvGeometry, out_channels: int, isa: str):
     dy_maps = layout.index_maps(geom.out_size, (0, 0, 0), (geom.out_size[0], *grid[1:]), "zeros")
     taps = np.zeros(-(-len(offs) // block[1]) * block[1], np.int64)  # padded taps read offset 0; dropped
     taps[: len(offs)] = offs
-    per_chunk = max(1, _CHUNK_VECTORS * LANES // length)  # never the thread count: deterministic
-    return maps, dy_maps, block, taps, length, length + int(offs[-1]), per_chunk
+    most = max(1, _CHUNK_VECTORS * LANES // length)  # images per chunk at most
+    return maps, dy_maps, block, taps, length, length + int(offs[-1]), most
 
 
 def backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
     """dw (O, C, KD, KH, KW) <- sum over images and outputs of dy (N, O, OD, OH, OW) x the
     padded input, per tap."""
     (n, o), c, taps = dy.shape[:2], x.shape[1], math.prod(geom.kernel)
-    maps, dy_maps, (no, tt), offs, length, x_length, per_chunk = _weight_plan(geom, o, simd.ISA)
+    maps, dy_maps, (no, tt), offs, length, x_length, most = _weight_plan(geom, o, simd.ISA)
+    per_chunk = -(-n // -(-n // most))  # as many chunks as ``most`` needs, of equal images (_CHUNK_VECTORS)
     og = -(-o // no)
     xf = _flat(x, maps, x_length, "input")
     dyf = _flat(dy, dy_maps, length, "grad", og * no)
