@@ -28,7 +28,7 @@ import math
 import numba
 import numpy as np
 
-from . import blocked, codegen, simd
+from . import blocked, codegen, layout, simd
 from .simd import LANES
 
 # Forward register blocks {NB: {RW: relative speed}}: NB vectors of 16 output channels x RW
@@ -38,15 +38,29 @@ from .simd import LANES
 # 339-347 GFLOP/s for RW = 10-14, 324 for 8, 314 for 7; (4, 6) 329, (3, 7) 339, but (3, 7)
 # ran AlexNet's first layer (6 blocks, 55 -> 56 wide) 6% slower than (2, 14) and a 1x1
 # 256 -> 512 on 49 pixels 15% slower (its 3 x 256 weight vectors overflow L1); NB = 1 (one
-# weight vector per broadcast) about 195 for any RW, so it runs one output block only.
+# weight vector per broadcast) about 195 for any RW, so it runs one output block only. On
+# the 2-core AMD EPYC host (Zen 4) NB = 1 nearly keeps up (``_NB1_SPEED``, the mean of these
+# speeds relative to the speed above, each forced on the same cells, paired): (1, 14) against
+# (2, 14) on 64 -> 32 and 64 -> 64 3x3 layers on 56x56 (N = 8) 162 against 162 and 177
+# against 176 GFLOP/s (1.00, 1.00); tdnn_conv1d's forward (1, 10) against (2, 8) 4.91
+# against 5.09 ms (0.985), video_conv3d's (1, 16) against (2, 8) 5.37 against 5.53 (0.98),
+# tdnn's input gradient (1, 10) against (3, 7) 6.04 against 5.89 (0.92). Its widths fit the
+# rows of a single block: LeNet's 10-wide 16-channel forward computes 10 cells per row at
+# (1, 10), 24 at (2, 12) (0.271 against 0.320 ms).
 # AVX2 (16 ymm, two per vector): a vector is already two FMAs per broadcast at NB = 1, and
 # 2 * (RW + 1) + 1 <= 16 allows RW <= 6; on the 2-core Zen 3 machine RW = 6, 5, 4 ran at
 # 152, 135 and 111 GFLOP/s. The block that computes the padded output (blocks x width, each
 # padded to a multiple of NB and RW) in the least time runs (``_plan``): the many widths of
 # NB = 2 fit most rows exactly (14: ResNet's 14, 28, 56, 112; 8: 16, 32, 64), where (4, 6)
 # computed 18 cells for a 14-wide row (resnet_3x3_256 forward 6.45 -> 5.40 ms).
+_NB1_SPEED = 0.97 if layout.cpu_vendor() == "AuthenticAMD" else 0.58
 _BLOCKS = {
-    "avx512": {4: {6: 0.97}, 3: {7: 0.94}, 2: {14: 1.0, 12: 1.0, 8: 0.95, 7: 0.92}, 1: {16: 0.58}},
+    "avx512": {
+        4: {6: 0.97},
+        3: {7: 0.94},
+        2: {14: 1.0, 12: 1.0, 8: 0.95, 7: 0.92},
+        1: dict.fromkeys((16, 14, 12, 10, 8), _NB1_SPEED),
+    },
     "avx2": {1: {6: 1.0, 5: 0.89, 4: 0.73}},
 }
 
