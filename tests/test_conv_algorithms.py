@@ -115,6 +115,24 @@ def test_every_register_block(monkeypatch, isa_name, nb, rw, c_in):
         conv_flat._cached_blocked_cheaper.cache_clear()
 
 
+@pytest.mark.parametrize("speed, flat", [(0.97, False), (0.58, True)], ids=["amd", "xeon"])
+def test_a_16_channel_forward_runs_where_it_computes_less(monkeypatch, speed, flat):
+    """LeNet's 6 -> 16 5x5 forward on 14x14 maps: the flat kernels compute 1.44 cells per
+    output, a (1, 10) register block 1.0 at its speed (x 1.2 for a narrow input): blocked
+    at the AMD EPYC host's NB = 1 speed, flat at the Xeon's. Shapes only, any machine."""
+    monkeypatch.setattr(simd, "ISA", "avx512")
+    monkeypatch.setitem(conv_dense._BLOCKS, "avx512", {2: {12: 1.0}, 1: {16: speed, 10: speed}})
+    conv_dense._plan.cache_clear()
+    conv_flat._cached_blocked_cheaper.cache_clear()
+    try:
+        geom = conv_geometry(2, (64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1).lift3()
+        assert conv_dense._plan(16, 10, "avx512")[:2] == (1, 10)
+        assert conv_flat.applies("forward", geom, 16, 6) is flat
+    finally:
+        conv_dense._plan.cache_clear()
+        conv_flat._cached_blocked_cheaper.cache_clear()
+
+
 @pytest.mark.parametrize("c_in", [19, 5], ids=["whole-blocks", "narrow"])
 def test_the_forward_kernel_with_its_pixel_step_as_an_argument(isa, monkeypatch, c_in):
     """Pixel steps outside ``_CONSTANT_STEPS`` run the kernel that reads its step from the
