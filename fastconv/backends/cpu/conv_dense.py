@@ -39,8 +39,8 @@ from .simd import LANES
 # ran AlexNet's first layer (6 blocks, 55 -> 56 wide) 6% slower than (2, 14) and a 1x1
 # 256 -> 512 on 49 pixels 15% slower (its 3 x 256 weight vectors overflow L1); NB = 1 (one
 # weight vector per broadcast) about 195 for any RW, so it runs one output block only. On
-# the 2-core AMD EPYC host (Zen 4) NB = 1 nearly keeps up (``_NB1_SPEED``, the mean of these
-# speeds relative to the speed above, each forced on the same cells, paired): (1, 14) against
+# the 2-core AMD EPYC host (Zen 4) NB = 1 nearly keeps up (``_NB1_SPEED``: about the mean of
+# these speeds relative to the other block's, each forced on the same cells, paired): (1, 14) against
 # (2, 14) on 64 -> 32 and 64 -> 64 3x3 layers on 56x56 (N = 8) 162 against 162 and 177
 # against 176 GFLOP/s (1.00, 1.00); tdnn_conv1d's forward (1, 10) against (2, 8) 4.91
 # against 5.09 ms (0.985), video_conv3d's (1, 16) against (2, 8) 5.37 against 5.53 (0.98),

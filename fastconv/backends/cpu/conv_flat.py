@@ -71,9 +71,9 @@ ms in 13 of 16 fresh processes on the 2-core AMD EPYC host and 0.79-0.98 ms in 3
 the flattening alone took 4x its usual time (0.47 against 0.06-0.12 ms; as fast as ever
 on one thread, and whatever OMP_WAIT_POLICY says); with 2048, 0.17-0.36 ms in all 16."""
 # most output channels (of the pass) for which these kernels beat the channel-blocked ones,
-# measured on LeNet's layers: 16 outputs still win in a forward pass on AVX-512 (one or two
-# blocks of the blocked kernels are too narrow for its register blocks; AVX2: ``applies``),
-# not in backward-weight
+# measured on LeNet's layers: 16 outputs can still win a forward pass (where the blocked
+# kernels' register blocks fit its rows badly: the cost model of ``applies`` decides), not
+# in backward-weight
 _MAX_OUT_CHANNELS = {"forward": 16, "backward_input": 16, "backward_weight": 12}
 
 
@@ -88,8 +88,9 @@ def applies(
     channels both fill whole 16-lane blocks (a 3-D layer's 32 -> 16 input gradient: 7.7 ms
     blocked, 9.6 ms here, on the Zen 3 machine). On both, the blocked kernels keep the
     forwards of whole blocks of outputs where they compute less (``_blocked_cheaper``), and
-    on AVX-512 the input gradients of whole blocks (on the 2-core Xeon, 16 -> 32 at stride 2 on 56x56: 0.55 ms against
-    0.89 here; 16 -> 64 on 56x56: 2.40 against 3.05; on 28x28, 0.50 against 0.48)."""
+    on AVX-512 the input gradients of whole blocks (on the 2-core Xeon, 16 -> 32 at stride
+    2 on 56x56: 0.55 ms against 0.89 here; 16 -> 64 on 56x56: 2.40 against 3.05; on 28x28,
+    0.50 against 0.48)."""
     shape_fits = geom.groups == 1 and (op == "backward_input" or geom.stride == (1, 1, 1))
     if not shape_fits:
         return False
