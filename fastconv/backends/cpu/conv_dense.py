@@ -53,7 +53,7 @@ from .simd import LANES
 # padded to a multiple of NB and RW) in the least time runs (``_plan``): the many widths of
 # NB = 2 fit most rows exactly (14: ResNet's 14, 28, 56, 112; 8: 16, 32, 64), where (4, 6)
 # computed 18 cells for a 14-wide row (resnet_3x3_256 forward 6.45 -> 5.40 ms).
-_NB1_SPEED = 0.97 if layout.cpu_vendor() == "AuthenticAMD" else 0.58
+_NB1_SPEED = 0.97 if layout.VENDOR == "AuthenticAMD" else 0.58
 _BLOCKS = {
     "avx512": {
         4: {6: 0.97},

@@ -96,13 +96,12 @@ def applies(
         return False
     if any_channels:
         return True
-    if op == "backward_input" and out_channels % LANES == 0 and in_channels % LANES == 0:
+    if out_channels > _MAX_OUT_CHANNELS[op]:
         return False
-    if op == "forward" and out_channels % LANES == 0 and _blocked_cheaper(geom, out_channels, in_channels):
+    whole = out_channels % LANES == 0
+    if whole and in_channels % LANES == 0 and (op == "backward_input" or simd.ISA == "avx2"):
         return False
-    if simd.ISA == "avx2" and out_channels % LANES == 0 and in_channels % LANES == 0:
-        return False
-    return out_channels <= _MAX_OUT_CHANNELS[op]
+    return not (op == "forward" and whole and _blocked_cheaper(geom, out_channels, in_channels))
 
 
 _NARROW = 1.2

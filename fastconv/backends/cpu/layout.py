@@ -195,13 +195,16 @@ def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
     return ""
 
 
+VENDOR = cpu_vendor()
+"""This machine's CPU vendor, read once: the tuning tables that differ by vendor read it."""
+
 # Streamed stores paid on the 2-core Intel Xeon host for outputs far larger than the caches
 # (8 MiB and up: alternating calls 0.80-1.00x, median 0.91x, on resnet_maxpool's backward),
 # and never on the 2-core AMD EPYC host (32 MiB L3): there plain stores won or tied at every
 # size tried, 12.8 MB to 205 MB; vgg_maxpool's backward (12.8 MB) took 0.31 ms plainly stored
 # and 0.59 ms streamed, a 51 MB one 7.5 and 8.5 ms, a depthwise 3x3 forward of 51 MB 9.5 and
 # 10.6, resnet_maxpool's backward (25.7 MB) 1.46 and 1.56 ms, and 2.07 and 2.04 in another run.
-STREAM_BYTES = 8 << 20 if cpu_vendor() == "GenuineIntel" else math.inf
+STREAM_BYTES = 8 << 20 if VENDOR == "GenuineIntel" else math.inf
 
 
 def streams(out: np.ndarray) -> bool:
