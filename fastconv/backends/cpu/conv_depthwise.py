@@ -31,8 +31,7 @@ parallel kernels around them. Strips (the common case: at least R output rows, 2
 kernel rows (5 on AVX2), row stride 1 or 2, no row dilation) work on R output rows x 16
 pixels, R = 4 (``_STRIPS``): the kernel row's weights sit in registers and each gathered
 input row is loaded once and used by every output row that reads it (3x3: 12 FMAs per 9
-loads). Tiles (any geometry) take 8 row vectors at a
-time with one load per FMA.
+loads). Tiles (any geometry) take 8 row vectors at a time with one load per FMA.
 
 Each job owns its output and all sums run in a fixed order: results are bitwise identical
 for any thread count. The passes are memory-bound: x and y (or dy) cross memory once,
@@ -356,8 +355,9 @@ def _tiles_weight(acc, dy, dybase, g, tiles, toff):
 # other planes larger than the caches 0.77-0.97x (5x5, 3x3x3 and 112x112 ones among them),
 # planes in cache 0.97-1.09x (14x14 forward: 1.09x). An 8-row strip reads 10 input rows and
 # writes 8 output rows at once, which memory serves worse; with the next strips' rows
-# prefetched, R = 8 still took 1.45x R = 4's time. AVX2 (16 ymm, two per vector; a broadcast weight takes one): 4 rows
-# x 2 + kh + 2 for the loaded row fit for kh <= 5, and backward-weight keeps one sum per tap.
+# prefetched, R = 8 still took 1.45x R = 4's time. AVX2 (16 ymm, two per vector; a broadcast
+# weight takes one): 4 rows x 2 + kh + 2 for the loaded row fit for kh <= 5, and
+# backward-weight keeps one sum per tap.
 _STRIPS = {"avx512": (4, 8, 2), "avx2": (4, 5, 1)}
 
 _KERNELS = """
