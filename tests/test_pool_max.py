@@ -192,7 +192,10 @@ def test_unbatched_layouts_no_mutation_and_determinism():
     threads = numba.get_num_threads()
     try:
         for t in range(1, threads + 1):
-            numba.set_num_threads(t)
+            numba.set_num_threads(t)  # the forward's chunks of rows depend on the thread count
+            y_t, idx_t = fc.max_pool2d(x, 3, 2, 1, return_indices=True)
+            assert np.array_equal(y_t, y) and np.array_equal(idx_t, idx)
+            assert np.array_equal(fc.max_pool2d(x, 3, 2, 1), y)
             assert np.array_equal(fc.max_pool2d_backward(g, idx, x.shape), dx)
     finally:
         numba.set_num_threads(threads)

@@ -29,6 +29,7 @@ from numba import njit, prange
 from fastconv.backends.cpu.simd import vbcast, vfma, vload, vstore, vsum, vzero
 
 _JIT = dict(parallel=True, cache=True, fastmath=set({fastmath!r}), error_model="numpy", boundscheck=False)
+_SERIAL = {{k: v for k, v in _JIT.items() if k != "parallel"}}
 '''
 
 _loaded: dict[str, ModuleType] = {}

@@ -71,6 +71,10 @@ unrolls only by 2 itself): 5-7% faster on the Zen 3 machine than no unrolling, f
 more compile time per kernel; 16 was no faster and doubled the compile time."""
 
 
+_CHUNKS_PER_THREAD = 8
+"""Chunks of jobs per thread in the generated kernels that run their jobs in a serial function."""
+
+
 def _forward_source(nb: int, rw: int, pixel_step: int = 0) -> str:
     acc = [[f"a{j}_{i}" for i in range(rw)] for j in range(nb)]
     ind = " " * 12
@@ -101,24 +105,23 @@ import numpy as np
 from fastconv.backends.cpu.blocked import store_row
 
 
-@njit(**_JIT)
-def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, cells, O, OWp, G):
-    # out[n, o, cells] (o < O; cells: start + i*step per spatial axis, OD x OH x out_w of them) <- valid
-    # conv of xb (N, Cb, Dp, Hp, Wp, L) from cell (off_d, off_h, off_w) with wb (G*Ob, Cb, KD, KH, KW, CL, 16) +
-    # bias (G*Ob*16,): image n is group n % G of a grouped convolution (G = 1: dense), its blocks of wb and bias
-    # from (n % G) * Ob on; out C-contiguous. Register block: {rw} output pixels x {nb} vectors of 16 output channels. Per tap the CL
-    # inputs from xb[..., w*L] on are read (CL = L = 16: one channel block); the last block reads just ``tail``
-    # (its padding lanes cost nothing). A narrow input (L < 16 channels) with its width taps packed into the
-    # weights reads CL = KW*L consecutive cells per kernel row (see ``narrow_weight``). Each job computes its
-    # row of OWp >= out_w pixels into an L1 buffer and transposes it into out (``blocked.store_row``).
+@njit(**_SERIAL)
+def rows(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, size, start, step, O, OWp, G, first, last):
+    # jobs first <= job < last of ``kernel``: job (n, output blocks ob0..., od, oh) computes its row of
+    # OWp >= out_w pixels into an L1 buffer and transposes it into out (``blocked.store_row``). Register
+    # blocks of {rw} pixels x {nb} vectors of 16 output channels. Per tap the CL inputs from xb[..., w*L]
+    # on are read (CL = L = 16: one channel block); the last block reads just ``tail`` (its padding lanes
+    # cost nothing). A narrow input (L < 16 channels) with its width taps packed into the weights reads
+    # CL = KW*L consecutive cells per kernel row (see ``narrow_weight``).
     N, C, D, H, W = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    (OD, OH, out_w), (start_d, start_h, start_w), (step_d, step_h, step_w) = cells
+    (OD, OH, out_w), (start_d, start_h, start_w), (step_d, step_h, step_w) = size, start, step
     Cb, Dp, Hp, Wp, L = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
     Ob, KD, KH, KW, CL = wb.shape[0] // G, wb.shape[2], wb.shape[3], wb.shape[4], wb.shape[5]
     xf, wf, of = xb.reshape(-1), wb.reshape(-1), out.reshape(-1)
     xs, plane = {xs}, D * H * W
     n_groups = Ob // {nb}
-    for job in prange(N * n_groups * OD * OH):
+    row = np.empty({nb} * OWp * 16, np.float32)  # (NB, OWp, 16)
+    for job in range(first, last):
         oh = job % OH
         t = job // OH
         od = t % OD
@@ -126,7 +129,6 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
         ob0 = (t % n_groups) * {nb}
         n = t // n_groups
         gb = (n % G) * Ob + ob0  # the job's first block of weights and bias
-        row = np.empty({nb} * OWp * 16, np.float32)  # (NB, OWp, 16)
         for ow0 in range(0, OWp, {rw}):
 {init}
             for cb in range(Cb):
@@ -150,6 +152,24 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
             if channels > 0:
                 dst = (n * C + (ob0 + j) * 16) * plane + at
                 store_row(of, dst, plane, out_w, step_w, channels, row, j * OWp * 16)
+
+
+@njit(**_JIT)
+def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, cells, O, OWp, G, most):
+    # out[n, o, cells] (o < O; cells: start + i*step per spatial axis, OD x OH x out_w of them) <- valid
+    # conv of xb (N, Cb, Dp, Hp, Wp, L) from cell (off_d, off_h, off_w) with wb (G*Ob, Cb, KD, KH, KW, CL, 16) +
+    # bias (G*Ob*16,): image n is group n % G of a grouped convolution (G = 1: dense), its blocks of wb and bias
+    # from (n % G) * Ob on; out C-contiguous. One job per output row and {nb} output blocks (``rows``), in
+    # at most ``most`` chunks of consecutive jobs: run by a serial function of their own, the jobs' loops
+    # are no part of the parallel loop's body, which then compiles in less time; each job writes only its
+    # own cells, so any chunking gives the same bits.
+    size, start, step = cells  # (a tuple of tuples cannot enter the parallel loop)
+    jobs = out.shape[0] * (wb.shape[0] // G // {nb}) * size[0] * size[1]
+    chunks = min(jobs, most)
+    for k in prange(chunks):
+        c = np.int64(k)  # prange's index is unsigned in the parallel body
+        first, last = c * jobs // chunks, (c + 1) * jobs // chunks
+        rows(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, size, start, step, O, OWp, G, first, last)
 """
 
 
@@ -351,7 +371,8 @@ def run_blocked(
     pixel_step = stride[2] * xb.shape[5] if stride[2] * xb.shape[5] in _CONSTANT_STEPS else 0
     kernel = _forward_kernel(nb, rw, pixel_step)
     where = tuple(tuple(int(v) for v in axis) for axis in (cells, *phase))  # int64s: one signature
-    kernel(dense, xb, wb, bias_b.reshape(-1), tail, *stride, *dilation, *offsets, where, o, owp, groups)
+    most = _CHUNKS_PER_THREAD * numba.get_num_threads()
+    kernel(dense, xb, wb, bias_b.reshape(-1), tail, *stride, *dilation, *offsets, where, o, owp, groups, most)
     if dense is not out:
         out[...] = dense
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -38,6 +39,8 @@ _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 # averages divide exactly, as PyTorch: no "arcp" (it turns a loop-invariant divisor into a
 # multiplication by its rounded reciprocal, e.g. 7/3*3 == 7.0000005 in float32)
 _JIT_DIV = dict(_JIT, fastmath=FASTMATH - {"arcp"})
+_SERIAL = dict(_JIT, parallel=False)
+_CHUNKS_PER_THREAD = 8  # chunks of rows per thread where a serial function runs the rows
 
 
 @njit(inline="always")
@@ -53,8 +56,8 @@ def _max_pool_kernel_for(with_indices: bool):
     """The max pooling kernel with or without indices: a closure constant, not an argument, so
     each variant compiles (and caches) its own branch-free, vectorised loops."""
 
-    @njit(**_JIT)
-    def kernel(
+    @njit(**_SERIAL)
+    def rows(
         out,
         idx,
         x,
@@ -72,14 +75,17 @@ def _max_pool_kernel_for(with_indices: bool):
         stride_w,
         lo_w,
         hi_w,
+        first,
+        last,
     ):
-        # out, idx (N, C, OD, OH, OW) = max of x (N, C, D, H, W) over each window and (with
-        # indices) its flat index d*H*W + h*W + w. Windows lo_w <= ow < hi_w (``_interior_w``)
-        # lie inside the row, stride_w apart: read without bounds checks, through slices
-        # indexed from 0 (a provably non-negative index is what lets LLVM vectorise)
+        # rows first <= job < last (job: (n, c, od, oh)) of out, idx (N, C, OD, OH, OW) = max
+        # of x (N, C, D, H, W) over each window and (with indices) its flat index d*H*W + h*W
+        # + w. Windows lo_w <= ow < hi_w (``_interior_w``) lie inside the row, stride_w apart:
+        # read without bounds checks, through slices indexed from 0 (a provably non-negative
+        # index is what lets LLVM vectorise)
         N, C, OD, OH, OW = out.shape
         H, W = x.shape[3], x.shape[4]
-        for job in prange(N * C * OD * OH):  # one output row per job
+        for job in range(first, last):
             oh = job % OH
             t = job // OH
             od = t % OD
@@ -121,6 +127,57 @@ def _max_pool_kernel_for(with_indices: bool):
                             for k in range(o_in.size):
                                 _take(o_in, i_in, k, x_in[stride_w * k], at + stride_w * k, with_indices)
                         j += 1
+
+    @njit(**_JIT)
+    def kernel(
+        out,
+        idx,
+        x,
+        first_d,
+        stop_d,
+        first_h,
+        stop_h,
+        start_w,
+        first_w,
+        stop_w,
+        taps_w,
+        dil_d,
+        dil_h,
+        dil_w,
+        stride_w,
+        lo_w,
+        hi_w,
+        most,
+    ):
+        # ``rows`` on every output row, in at most ``most`` chunks of consecutive rows: a serial
+        # function of its own, the loops are no part of the parallel loop's body, which then
+        # compiles in less time; each row is written by its own job alone (any chunking: the same bits)
+        jobs = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
+        chunks = min(jobs, most)
+        for k in prange(chunks):
+            c = np.int64(k)  # prange's index is unsigned in the parallel body
+            first, last = c * jobs // chunks, (c + 1) * jobs // chunks
+            rows(
+                out,
+                idx,
+                x,
+                first_d,
+                stop_d,
+                first_h,
+                stop_h,
+                start_w,
+                first_w,
+                stop_w,
+                taps_w,
+                dil_d,
+                dil_h,
+                dil_w,
+                stride_w,
+                lo_w,
+                hi_w,
+                first,
+                last,
+            )
 
     return kernel
 
@@ -423,6 +480,7 @@ def max_pool_forward(out, indices, x, geom) -> None:
         geom.kernel[2],
         *geom.dilation,
         *_interior_w(geom),
+        _CHUNKS_PER_THREAD * numba.get_num_threads(),
     )
 
 
