@@ -28,7 +28,7 @@ import math
 import numba
 import numpy as np
 
-from . import blocked, codegen, layout, simd
+from . import blocked, chunks, codegen, layout, simd
 from .simd import LANES
 
 # Forward register blocks {NB: {RW: relative speed}}: NB vectors of 16 output channels x RW
@@ -71,10 +71,6 @@ unrolls only by 2 itself): 5-7% faster on the Zen 3 machine than no unrolling, f
 more compile time per kernel; 16 was no faster and doubled the compile time."""
 
 
-_CHUNKS_PER_THREAD = 8
-"""Chunks of jobs per thread in the generated kernels that run their jobs in a serial function."""
-
-
 def _forward_source(nb: int, rw: int, pixel_step: int = 0) -> str:
     acc = [[f"a{j}_{i}" for i in range(rw)] for j in range(nb)]
     ind = " " * 12
@@ -103,6 +99,7 @@ def _forward_source(nb: int, rw: int, pixel_step: int = 0) -> str:
 import numpy as np
 
 from fastconv.backends.cpu.blocked import store_row
+from fastconv.backends.cpu.chunks import bounds
 
 
 @njit(**_SERIAL)
@@ -160,15 +157,13 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
     # conv of xb (N, Cb, Dp, Hp, Wp, L) from cell (off_d, off_h, off_w) with wb (G*Ob, Cb, KD, KH, KW, CL, 16) +
     # bias (G*Ob*16,): image n is group n % G of a grouped convolution (G = 1: dense), its blocks of wb and bias
     # from (n % G) * Ob on; out C-contiguous. One job per output row and {nb} output blocks (``rows``), in
-    # at most ``most`` chunks of consecutive jobs: run by a serial function of their own, the jobs' loops
-    # are no part of the parallel loop's body, which then compiles in less time; each job writes only its
-    # own cells, so any chunking gives the same bits.
+    # at most ``most`` chunks of consecutive jobs, each run by a serial function (``chunks``: the parallel
+    # loop's body is one call, which compiles in less time; the same bits for any chunking).
     size, start, step = cells  # (a tuple of tuples cannot enter the parallel loop)
     jobs = out.shape[0] * (wb.shape[0] // G // {nb}) * size[0] * size[1]
-    chunks = min(jobs, most)
-    for k in prange(chunks):
-        c = np.int64(k)  # prange's index is unsigned in the parallel body
-        first, last = c * jobs // chunks, (c + 1) * jobs // chunks
+    n_chunks = min(jobs, most)
+    for k in prange(n_chunks):
+        first, last = bounds(k, jobs, n_chunks)
         rows(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, size, start, step, O, OWp, G, first, last)
 """
 
@@ -371,7 +366,7 @@ def run_blocked(
     pixel_step = stride[2] * xb.shape[5] if stride[2] * xb.shape[5] in _CONSTANT_STEPS else 0
     kernel = _forward_kernel(nb, rw, pixel_step)
     where = tuple(tuple(int(v) for v in axis) for axis in (cells, *phase))  # int64s: one signature
-    most = _CHUNKS_PER_THREAD * numba.get_num_threads()
+    most = chunks.most()  # chunks of jobs (``chunks``)
     kernel(dense, xb, wb, bias_b.reshape(-1), tail, *stride, *dilation, *offsets, where, o, owp, groups, most)
     if dense is not out:
         out[...] = dense

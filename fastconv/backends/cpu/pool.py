@@ -27,12 +27,12 @@ from __future__ import annotations
 import functools
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from ...config import FASTMATH
-from . import layout
+from . import chunks, layout
+from .chunks import bounds
 from .simd import fence
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -40,7 +40,6 @@ _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 # multiplication by its rounded reciprocal, e.g. 7/3*3 == 7.0000005 in float32)
 _JIT_DIV = dict(_JIT, fastmath=FASTMATH - {"arcp"})
 _SERIAL = dict(_JIT, parallel=False)
-_CHUNKS_PER_THREAD = 8  # chunks of rows per thread where a serial function runs the rows
 
 
 @njit(inline="always")
@@ -153,10 +152,9 @@ def _max_pool_kernel_for(with_indices: bool):
         # function of its own, the loops are no part of the parallel loop's body, which then
         # compiles in less time; each row is written by its own job alone (any chunking: the same bits)
         jobs = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
-        chunks = min(jobs, most)
-        for k in prange(chunks):
-            c = np.int64(k)  # prange's index is unsigned in the parallel body
-            first, last = c * jobs // chunks, (c + 1) * jobs // chunks
+        n_chunks = min(jobs, most)
+        for k in prange(n_chunks):
+            first, last = bounds(k, jobs, n_chunks)
             rows(
                 out,
                 idx,
@@ -480,7 +478,7 @@ def max_pool_forward(out, indices, x, geom) -> None:
         geom.kernel[2],
         *geom.dilation,
         *_interior_w(geom),
-        _CHUNKS_PER_THREAD * numba.get_num_threads(),
+        chunks.most(),
     )
 
 
