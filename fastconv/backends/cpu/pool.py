@@ -6,16 +6,16 @@ geometry (start, first cell, stop, count; see ``shapes.PoolGeometry.windows``), 
 ceil_mode and adaptive windows share one compiled kernel per pass and dtype. Padding is never
 materialised: a window skips the cells outside the input, so max pooling's -inf padding never
 wins and average pooling counts padding only in its divisor. Forward kernels parallelise over
-output rows and sweep each window tap along the whole row (visiting every window's cells in
-scan order), which LLVM vectorises: max pooling reads the windows lying inside the row
-without bounds checks, at a constant stride; backward kernels and scatters parallelise over
-(n, c) planes, one thread owning a plane and accumulating in a fixed order. Results are
-race-free and bitwise identical for any thread count. The index kernels check each index as
-they use it, skip one outside its plane and return how many they skipped (the functional layer
-raises): a separate range check was a whole extra read of the int64 indices, a third of max
-pooling's backward. A float32 gradient far larger than the caches is scattered plane by plane
-into a scratch plane and streamed to memory (``layout.stream_copy``) on CPUs where that pays
-(``layout.streams``).
+output rows (max pooling in chunks of rows, ``chunks``) and sweep each window tap along the
+whole row (visiting every window's cells in scan order), which LLVM vectorises: max pooling
+reads the windows lying inside the row without bounds checks, at a constant stride; backward
+kernels and scatters parallelise over (n, c) planes, one thread owning a plane and
+accumulating in a fixed order. Results are race-free and bitwise identical for any thread
+count. The index kernels check each index as they use it, skip one outside its plane and
+return how many they skipped (the functional layer raises): a separate range check was a
+whole extra read of the int64 indices, a third of max pooling's backward. A float32 gradient
+far larger than the caches is scattered plane by plane into a scratch plane and streamed to
+memory (``layout.stream_copy``) on CPUs where that pays (``layout.streams``).
 
 Average pooling whose windows tile the input (kernel == stride, no padding: every window
 full, none overlapping) skips the tables: plain block sums, and for global pooling (one window
@@ -148,9 +148,9 @@ def _max_pool_kernel_for(with_indices: bool):
         hi_w,
         most,
     ):
-        # ``rows`` on every output row, in at most ``most`` chunks of consecutive rows: a serial
-        # function of its own, the loops are no part of the parallel loop's body, which then
-        # compiles in less time; each row is written by its own job alone (any chunking: the same bits)
+        # ``rows`` on every output row, in at most ``most`` chunks of consecutive rows (``chunks``:
+        # the parallel loop's body is one call, which compiles in less time; the same bits for any
+        # chunking, each row being written by its own job alone)
         jobs = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
         n_chunks = min(jobs, most)
         for k in prange(n_chunks):
