@@ -9,7 +9,7 @@ import sys
 
 SCRIPT = """
 import json, numpy as np, fastconv as fc
-from fastconv.backends.cpu import blocked, conv, conv_dense, conv_flat, simd
+from fastconv.backends.cpu import blocked, conv, conv_dense, conv_flat, pool, simd
 x = np.ones((1, 2, 6, 6), np.float64); w = np.ones((3, 2, 3, 3), np.float64)
 y64 = fc.conv2d(x, w, padding=1)  # direct kernels
 y32 = fc.conv2d(x.astype(np.float32), w.astype(np.float32), padding=1)  # generated, pixel-vectorised
@@ -17,7 +17,8 @@ w32 = np.ones((20, 2, 3, 3), np.float32)
 assert np.array_equal(fc.conv2d(x.astype(np.float32), w32, padding=1)[:, :3], y32)  # generated, blocked
 flat = conv_flat._forward_kernel(*conv_flat._out_block(3, conv_flat._FORWARD_V))  # this ISA's block
 dense = conv_dense._forward_kernel(*conv_dense._plan(20, 6, simd.ISA)[:2])
-kernels = [conv._conv_forward_kernel, flat, dense, blocked._to_blocked_kernel]
+fc.max_pool2d(x.astype(np.float32), 3, 2, 1), fc.max_pool2d(x, 3, 2, 1, return_indices=True)  # closures
+kernels = [conv._conv_forward_kernel, flat, dense, blocked._to_blocked_kernel, *pool._max_pool_kernels.values()]
 print(json.dumps({"hits": [sum(k.stats.cache_hits.values()) for k in kernels],
                   "misses": [sum(k.stats.cache_misses.values()) for k in kernels],
                   "sum": [float(y64.sum()), float(y32.sum())], "cache_dir": fc.config.CACHE_DIR}))

@@ -9,7 +9,11 @@ call do not add up on many small jobs (one call per job ran LeNet's 6 -> 16 forw
 as long). Small kernels gain nothing: the layout conversions and crops compiled in the same
 time or longer (LLVM then optimises the serial function on its own and again inlined).
 Each job writes only its own outputs, so any chunking gives the same bits. The count comes
-from Python (``most``): a cached kernel cannot ask Numba for the thread count.
+from Python (``most``): a cached kernel cannot ask Numba for the thread count. The serial
+function must be a global of the kernel's module, not a closure variable: Numba keys a
+closure's cache entry on its pickled cell contents, which for a dispatcher differ from
+process to process (max pooling's closure kernels, split this way, recompiled in every
+process: 1.9 s on the first call, ``tests/test_compile_cache.py``).
 """
 
 from __future__ import annotations

@@ -6,16 +6,16 @@ geometry (start, first cell, stop, count; see ``shapes.PoolGeometry.windows``), 
 ceil_mode and adaptive windows share one compiled kernel per pass and dtype. Padding is never
 materialised: a window skips the cells outside the input, so max pooling's -inf padding never
 wins and average pooling counts padding only in its divisor. Forward kernels parallelise over
-output rows (max pooling in chunks of rows, ``chunks``) and sweep each window tap along the
-whole row (visiting every window's cells in scan order), which LLVM vectorises: max pooling
-reads the windows lying inside the row without bounds checks, at a constant stride; backward
-kernels and scatters parallelise over (n, c) planes, one thread owning a plane and
-accumulating in a fixed order. Results are race-free and bitwise identical for any thread
-count. The index kernels check each index as they use it, skip one outside its plane and
-return how many they skipped (the functional layer raises): a separate range check was a
-whole extra read of the int64 indices, a third of max pooling's backward. A float32 gradient
-far larger than the caches is scattered plane by plane into a scratch plane and streamed to
-memory (``layout.stream_copy``) on CPUs where that pays (``layout.streams``).
+output rows and sweep each window tap along the whole row (visiting every window's cells in
+scan order), which LLVM vectorises: max pooling reads the windows lying inside the row
+without bounds checks, at a constant stride; backward kernels and scatters parallelise over
+(n, c) planes, one thread owning a plane and accumulating in a fixed order. Results are
+race-free and bitwise identical for any thread count. The index kernels check each index as
+they use it, skip one outside its plane and return how many they skipped (the functional layer
+raises): a separate range check was a whole extra read of the int64 indices, a third of max
+pooling's backward. A float32 gradient far larger than the caches is scattered plane by plane
+into a scratch plane and streamed to memory (``layout.stream_copy``) on CPUs where that pays
+(``layout.streams``).
 
 Average pooling whose windows tile the input (kernel == stride, no padding: every window
 full, none overlapping) skips the tables: plain block sums, and for global pooling (one window
@@ -31,15 +31,13 @@ import numpy as np
 from numba import njit, prange
 
 from ...config import FASTMATH
-from . import chunks, layout
-from .chunks import bounds
+from . import layout
 from .simd import fence
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 # averages divide exactly, as PyTorch: no "arcp" (it turns a loop-invariant divisor into a
 # multiplication by its rounded reciprocal, e.g. 7/3*3 == 7.0000005 in float32)
 _JIT_DIV = dict(_JIT, fastmath=FASTMATH - {"arcp"})
-_SERIAL = dict(_JIT, parallel=False)
 
 
 @njit(inline="always")
@@ -55,8 +53,8 @@ def _max_pool_kernel_for(with_indices: bool):
     """The max pooling kernel with or without indices: a closure constant, not an argument, so
     each variant compiles (and caches) its own branch-free, vectorised loops."""
 
-    @njit(**_SERIAL)
-    def rows(
+    @njit(**_JIT)
+    def kernel(
         out,
         idx,
         x,
@@ -74,17 +72,14 @@ def _max_pool_kernel_for(with_indices: bool):
         stride_w,
         lo_w,
         hi_w,
-        first,
-        last,
     ):
-        # rows first <= job < last (job: (n, c, od, oh)) of out, idx (N, C, OD, OH, OW) = max
-        # of x (N, C, D, H, W) over each window and (with indices) its flat index d*H*W + h*W
-        # + w. Windows lo_w <= ow < hi_w (``_interior_w``) lie inside the row, stride_w apart:
-        # read without bounds checks, through slices indexed from 0 (a provably non-negative
-        # index is what lets LLVM vectorise)
+        # out, idx (N, C, OD, OH, OW) = max of x (N, C, D, H, W) over each window and (with
+        # indices) its flat index d*H*W + h*W + w. Windows lo_w <= ow < hi_w (``_interior_w``)
+        # lie inside the row, stride_w apart: read without bounds checks, through slices
+        # indexed from 0 (a provably non-negative index is what lets LLVM vectorise)
         N, C, OD, OH, OW = out.shape
         H, W = x.shape[3], x.shape[4]
-        for job in range(first, last):
+        for job in prange(N * C * OD * OH):  # one output row per job
             oh = job % OH
             t = job // OH
             od = t % OD
@@ -126,56 +121,6 @@ def _max_pool_kernel_for(with_indices: bool):
                             for k in range(o_in.size):
                                 _take(o_in, i_in, k, x_in[stride_w * k], at + stride_w * k, with_indices)
                         j += 1
-
-    @njit(**_JIT)
-    def kernel(
-        out,
-        idx,
-        x,
-        first_d,
-        stop_d,
-        first_h,
-        stop_h,
-        start_w,
-        first_w,
-        stop_w,
-        taps_w,
-        dil_d,
-        dil_h,
-        dil_w,
-        stride_w,
-        lo_w,
-        hi_w,
-        most,
-    ):
-        # ``rows`` on every output row, in at most ``most`` chunks of consecutive rows (``chunks``:
-        # the parallel loop's body is one call, which compiles in less time; the same bits for any
-        # chunking, each row being written by its own job alone)
-        jobs = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
-        n_chunks = min(jobs, most)
-        for k in prange(n_chunks):
-            first, last = bounds(k, jobs, n_chunks)
-            rows(
-                out,
-                idx,
-                x,
-                first_d,
-                stop_d,
-                first_h,
-                stop_h,
-                start_w,
-                first_w,
-                stop_w,
-                taps_w,
-                dil_d,
-                dil_h,
-                dil_w,
-                stride_w,
-                lo_w,
-                hi_w,
-                first,
-                last,
-            )
 
     return kernel
 
@@ -478,7 +423,6 @@ def max_pool_forward(out, indices, x, geom) -> None:
         geom.kernel[2],
         *geom.dilation,
         *_interior_w(geom),
-        chunks.most(),
     )
 
 
