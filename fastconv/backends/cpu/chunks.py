@@ -5,7 +5,7 @@ removal) take time that grows quickly with the loop's body. A kernel whose paral
 body is a single call, a serial function running one chunk of consecutive jobs, compiles
 in far less time where that body is large (the (2, 14) forward: 7.3 -> 4.5 s) and runs as
 fast: a call per chunk, not per job, so the argument passing and reference counting of the
-call do not add up on many small jobs (one call per job ran LeNet's 6 -> 16 forward 1.13x
+call do not add up on many small jobs (one call per job ran LeNet's 6 -> 16 forward 1.02-1.17x
 as long). Small kernels gain nothing: the layout conversions and crops compiled in the same
 time or longer (LLVM then optimises the serial function on its own and again inlined).
 Each job writes only its own outputs, so any chunking gives the same bits. The count comes
