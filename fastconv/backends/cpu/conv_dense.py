@@ -110,7 +110,7 @@ def rows(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, s
     # on are read (CL = L = 16: one channel block); the last block reads just ``tail`` (its padding lanes
     # cost nothing). A narrow input (L < 16 channels) with its width taps packed into the weights reads
     # CL = KW*L consecutive cells per kernel row (see ``narrow_weight``).
-    N, C, D, H, W = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    C, D, H, W = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     (OD, OH, out_w), (start_d, start_h, start_w), (step_d, step_h, step_w) = size, start, step
     Cb, Dp, Hp, Wp, L = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
     Ob, KD, KH, KW, CL = wb.shape[0] // G, wb.shape[2], wb.shape[3], wb.shape[4], wb.shape[5]
