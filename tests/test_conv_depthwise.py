@@ -356,6 +356,24 @@ def test_cpu_vendor_reads_proc_cpuinfo(tmp_path):
     assert layout.cpu_vendor(str(info)) == ""
 
 
+def test_llc_bytes_reads_the_highest_cache_level(tmp_path):
+    """The last-level cache below which outputs never stream (``layout.STREAM_BYTES``) is
+    the highest ``level`` among sysfs's cache entries, its ``size`` in K/M/G or bytes;
+    unreadable or malformed entries are skipped, and no entries at all give 0."""
+    for name, level, size in [("index0", 1, "48K"), ("index2", 2, "2048K"), ("index3", 3, "480M")]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "level").write_text(f"{level}\n")
+        (tmp_path / name / "size").write_text(f"{size}\n")
+    (tmp_path / "index4").mkdir()  # no files: skipped
+    (tmp_path / "uevent").write_text("")  # not a folder: skipped
+    assert layout.llc_bytes(str(tmp_path)) == 480 << 20
+    (tmp_path / "index3" / "size").write_text("many\n")  # malformed: the next level down wins
+    assert layout.llc_bytes(str(tmp_path)) == 2048 << 10
+    (tmp_path / "index2" / "size").write_text("1048576")
+    assert layout.llc_bytes(str(tmp_path)) == 1 << 20
+    assert layout.llc_bytes(str(tmp_path / "absent")) == 0
+
+
 def test_stream_copy_writes_exactly_its_cells():
     """``layout.stream_copy`` from every offset of a 64-byte line, of every length around a
     line: plain stores before the first whole line and after the last, streamed ones

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import numpy as np
 from numba import njit, prange
@@ -198,13 +199,41 @@ def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
 VENDOR = cpu_vendor()
 """This machine's CPU vendor, read once: the tuning tables that differ by vendor read it."""
 
-# Streamed stores paid on the 2-core Intel Xeon host for outputs far larger than the caches
-# (8 MiB and up: alternating calls 0.80-1.00x, median 0.91x, on resnet_maxpool's backward),
-# and never on the 2-core AMD EPYC host (32 MiB L3): there plain stores won or tied at every
-# size tried, 12.8 MB to 205 MB; vgg_maxpool's backward (12.8 MB) took 0.31 ms plainly stored
-# and 0.59 ms streamed, a 51 MB one 7.5 and 8.5 ms, a depthwise 3x3 forward of 51 MB 9.5 and
-# 10.6, resnet_maxpool's backward (25.7 MB) 1.46 and 1.56 ms, and 2.07 and 2.04 in another run.
-STREAM_BYTES = 8 << 20 if VENDOR == "GenuineIntel" else math.inf
+
+def llc_bytes(caches: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """The size of the CPU's last-level cache in bytes, as Linux's sysfs lists cpu0's caches
+    (``index*/level`` and ``size``, such as ``491520K``); 0 where they cannot be read."""
+    best = (0, 0)
+    try:
+        entries = os.listdir(caches)
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            with open(os.path.join(caches, entry, "level")) as f:
+                level = int(f.read())
+            with open(os.path.join(caches, entry, "size")) as f:
+                size = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:].upper(), 1)
+        digits = size[:-1] if scale > 1 else size
+        if digits.isdigit():
+            best = max(best, (level, int(digits) * scale))
+    return best[1]
+
+
+# Streamed stores (non-temporal, past the caches) pay only for outputs that the last-level cache
+# could not hold anyway, and only on Intel. On an earlier 2-core Intel Xeon host (its L3 not
+# recorded) they paid from 8 MiB up (alternating calls 0.80-1.00x, median 0.91x, on resnet_maxpool's
+# backward, 25.7 MB). On a 2-core Xeon with a 480 MiB L3 plain stores won at every size of the
+# suite: alternating public calls, plain/streamed, resnet_maxpool's backward 0.785 (0.906 against
+# 1.154 ms), vgg_maxpool's 0.698, mobilenet's depthwise forward 0.806 and input gradient 0.811 (its
+# weight gradient writes nothing large: 0.999). On the 2-core AMD EPYC host (32 MiB L3) plain stores
+# won or tied at every size tried, 12.8 MB to 205 MB; vgg_maxpool's backward took 0.31 ms plainly
+# stored and 0.59 ms streamed, a 51 MB one 7.5 and 8.5 ms, a depthwise 3x3 forward of 51 MB 9.5 and
+# 10.6, resnet_maxpool's backward 1.46 and 1.56 ms, 2.07 and 2.04.
+STREAM_BYTES = max(8 << 20, llc_bytes()) if VENDOR == "GenuineIntel" else math.inf
 
 
 def streams(out: np.ndarray) -> bool:
