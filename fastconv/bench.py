@@ -3,6 +3,7 @@
     python -m fastconv bench                                  # every layer and pass, float32
     python -m fastconv bench --layers resnet_3x3_64,vgg_maxpool --passes forward --repeat 20
     python -m fastconv bench --threads 1 --json results.json  # JSON written atomically
+    python -m fastconv bench --suite off                      # the layers outside the suite
 
 Each (layer, pass) becomes a :class:`Case`: random inputs, the fastconv call and, when PyTorch
 is importable, the same pass in PyTorch on the same data. Before anything is timed the case
@@ -55,9 +56,15 @@ def device_fns(device: str) -> tuple[Callable, Callable, Callable]:
     return gpu.to_device, gpu.to_host, cuda.synchronize
 
 
-def load_layers() -> list[dict]:
-    """The project's copy of the layer suite (``fastconv/layer_suite.json``)."""
-    text = resources.files("fastconv").joinpath("layer_suite.json").read_text()
+SUITES = {"main": "layer_suite.json", "off": "off_suite.json"}
+"""The layer files: ``main``, the project's copy of the reference suite; ``off``, layers
+outside it (channel tails, non-square and strided kernels, groups, long 1-D signals), so that
+speed is not tuned to the suite's exact shapes. Layer names are unique across both."""
+
+
+def load_layers(suite: str = "main") -> list[dict]:
+    """The layers of ``suite`` (``SUITES``), as dicts in the suite's format."""
+    text = resources.files("fastconv").joinpath(SUITES[suite]).read_text()
     return json.loads(text)["layers"]
 
 
@@ -129,11 +136,21 @@ def median_times(
     return [statistics.median(spent) for spent in times]
 
 
+def _per_axis(value, d: int) -> list[int]:
+    """A layer's int or per-axis list as a list of ``d`` ints."""
+    return list(value) if isinstance(value, list) else [value] * d
+
+
 def _geometry(layer: dict) -> dict:
-    """The layer's keyword arguments, the same for fastconv and torch.nn.functional."""
+    """The layer's keyword arguments, the same for fastconv and torch.nn.functional (a
+    per-axis list as a tuple)."""
+
+    def arg(key: str):
+        return tuple(layer[key]) if isinstance(layer[key], list) else layer[key]
+
     if layer["op"] in ("conv", "conv_transpose"):
-        return {key: layer[key] for key in ("stride", "padding", "dilation", "groups")}
-    return {"kernel_size": tuple(layer["kernel"]), "stride": layer["stride"], "padding": layer["padding"]}
+        return {key: arg(key) for key in ("stride", "padding", "dilation", "groups")}
+    return {"kernel_size": tuple(layer["kernel"]), "stride": arg("stride"), "padding": arg("padding")}
 
 
 def _fastconv_fns(layer: dict) -> dict[str, Callable]:
@@ -169,7 +186,7 @@ def _torch_fns(torch, layer: dict) -> dict[str, Callable]:
     if op in ("conv", "conv_transpose"):
         transposed = op == "conv_transpose"
         fwd = getattr(F, f"{op}{d}d")
-        lists = [[geo[key]] * d for key in ("stride", "padding", "dilation")]
+        lists = [_per_axis(layer[key], d) for key in ("stride", "padding", "dilation")]
 
         def backward(dy, x, w, mask):
             return aten.convolution_backward(dy, x, w, None, *lists, transposed, [0] * d, geo["groups"], mask)
@@ -179,7 +196,7 @@ def _torch_fns(torch, layer: dict) -> dict[str, Callable]:
             "backward_input": lambda x, w, dy, idx: backward(dy, x, w, [True, False, False])[0],
             "backward_weight": lambda x, w, dy, idx: backward(dy, x, w, [False, True, False])[1],
         }
-    k, s, p = list(geo["kernel_size"]), [geo["stride"]] * d, [geo["padding"]] * d
+    k, s, p = list(geo["kernel_size"]), _per_axis(layer["stride"], d), _per_axis(layer["padding"], d)
     fwd = getattr(F, f"{op}{d}d")
     if op == "max_pool":
         bwd = getattr(aten, f"max_pool{d}d_with_indices_backward")
@@ -217,10 +234,13 @@ class Case:
 
 
 def layer_by_name(name: str) -> dict:
-    for layer in load_layers():
-        if layer["name"] == name:
-            return layer
-    raise ValueError(f"unknown layer {name!r}; the suite has {', '.join(layer_names())}")
+    """The layer called ``name`` in any suite (``SUITES``)."""
+    for suite in SUITES:
+        for layer in load_layers(suite):
+            if layer["name"] == name:
+                return layer
+    known = ", ".join(layer["name"] for suite in SUITES for layer in load_layers(suite))
+    raise ValueError(f"unknown layer {name!r}; the suites have {known}")
 
 
 def make_case(
@@ -398,11 +418,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m fastconv bench", description=__doc__.splitlines()[0])
     parser.add_argument(
+        "--suite",
+        choices=list(SUITES),
+        default="main",
+        help="main: the layer suite; off: the layers outside it (default: main)",
+    )
+    parser.add_argument(
         "--layers",
         type=_csv,
-        default=layer_names(),
         metavar="NAME,...",
-        help="layers of the suite (default: all)",
+        help="layers of either suite, by name (default: all of --suite)",
     )
     parser.add_argument(
         "--passes",
@@ -427,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown pass {unknown[0]!r}; choose from {', '.join(PASSES)}")
     try:
-        layers = [layer_by_name(name) for name in args.layers]
+        layers = [layer_by_name(name) for name in args.layers] if args.layers else load_layers(args.suite)
     except ValueError as e:
         parser.error(str(e))
 

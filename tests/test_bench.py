@@ -13,7 +13,7 @@ import numba
 import pytest
 
 import fastconv
-from fastconv import bench
+from fastconv import bench, shapes
 
 TINY = ["--layers", "lenet_c3,global_avgpool", "--repeat", "1"]
 ROWS = [
@@ -49,6 +49,36 @@ def test_layer_suite_copy():
     assert len({layer["name"] for layer in layers}) == len(layers) == 18
     assert {layer["op"] for layer in layers} == {"conv", "conv_transpose", "max_pool", "avg_pool"}
     assert {len(layer["spatial"]) for layer in layers} == {1, 2, 3}
+
+
+def test_off_suite_layers():
+    """The layers outside the suite: named apart from it, what the issue lists (channel tails,
+    a non-square kernel, a strided 5x5, groups, a long dilated 1-D signal), each valid."""
+    off, main = bench.load_layers("off"), bench.load_layers("main")
+    names = [layer["name"] for layer in off]
+    assert len(set(names)) == len(names) == 10 and not set(names) & {layer["name"] for layer in main}
+    assert any(layer["C_in"] % 16 and layer["C_out"] % 16 for layer in off)  # tails
+    assert any(len(set(layer["kernel"])) > 1 for layer in off)  # non-square
+    assert any(layer["kernel"] == [5, 5] and layer["stride"] == 2 for layer in off)
+    assert {layer["groups"] for layer in off} > {1}
+    assert any(layer["spatial"][0] >= 4000 and layer["dilation"] > 1 for layer in off)
+    for layer in off:  # every one is found by name and is a valid convolution
+        assert bench.layer_by_name(layer["name"]) == layer
+        d, geo = len(layer["spatial"]), bench._geometry(layer)
+        x_shape = (layer["N"], layer["C_in"], *layer["spatial"])
+        w_shape = (layer["C_out"], layer["C_in"] // layer["groups"], *layer["kernel"])
+        assert min(shapes.conv_geometry(d, x_shape, w_shape, **geo).out_size) > 0
+
+
+def test_off_suite_per_axis_padding(tmp_path):
+    """``--layers`` finds a layer of either suite; a per-axis padding (the 1x7's (0, 3))
+    reaches fastconv and PyTorch alike, whose check would otherwise fail."""
+    argv = ["--layers", "inception_1x7", "--passes", "backward_input", "--repeat", "1"]
+    code, data = _run(tmp_path, argv + ([] if bench.import_torch() else ["--no-torch"]))
+    assert code == 0 and [(r["layer"], r["pass"]) for r in data["results"]] == [
+        ("inception_1x7", "backward_input")
+    ]
+    assert bench._geometry(bench.layer_by_name("inception_1x7"))["padding"] == (0, 3)
 
 
 @pytest.mark.parametrize("use_torch", TORCH)
@@ -93,7 +123,7 @@ def test_pass_filter_and_float64(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("argv", [["--layers", "nope"], ["--passes", "sideways"]])
+@pytest.mark.parametrize("argv", [["--layers", "nope"], ["--passes", "sideways"], ["--suite", "other"]])
 def test_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as info:
         bench.main(argv)
