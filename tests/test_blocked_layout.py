@@ -50,6 +50,9 @@ def test_transpose8_moves_each_element_once():
         ((2, 16, 1, 5, 21), (0, 0, 2), (1, 5, 30), "circular"),
         ((1, 48, 1, 7, 7), (0, 0, 0), (1, 7, 7), "zeros"),  # shorter than one transpose
         ((1, 16, 1, 3, 40), (0, 0, 0), (1, 3, 17), "zeros"),  # cropped: the map ends inside the row
+        ((2, 24, 2, 6, 21), (1, 1, 2), (4, 8, 25), "zeros"),  # a tail of 8: transposed, 8 lanes zero
+        ((1, 29, 1, 5, 19), (0, 1, 1), (1, 7, 21), "replicate"),  # a tail of 13: 8 transposed, 5 by lane
+        ((3, 8, 1, 4, 12), (0, 0, 0), (1, 4, 12), "zeros"),  # 8 channels in a 16-lane block
     ],
 )
 def test_to_blocked_matches_the_index_maps(shape, lo, extent, mode):

@@ -63,22 +63,27 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
         n = t // Cb
         src_d = map_d[i_d]
         dst = job * Wp * L  # the blocked row (n, cb, i_d, ih): Wp pixels x L lanes
-        if plain and L % 8 == 0 and (cb + 1) * L <= channels and src_d >= 0 and map_h[ih * step_h] >= 0:
+        real = min(L, channels - cb * L)  # the block's channels; lanes past them are zero
+        if plain and L % 8 == 0 and real >= 8 and src_d >= 0 and map_h[ih * step_h] >= 0:
             # L = 16 or 8 (a narrow block of 8: 8-channel groups) whole input rows: the run
             # a <= iw < b (at least 8 cells) 8 pixels x 8 channels per register transpose, a
             # ragged end as one more that overlaps the last (the same bits stored twice); the
-            # cells around it (padding) pixel by pixel
+            # cells around it (padding), and a channel tail past the last 8 (24 channels:
+            # 16 + 8), lane by lane
             src = ((n * C + src_c[cb * L]) * D + src_d) * H * W + map_h[ih * step_h] * W
             lo, hi = (a, b) if b - a >= 8 else (0, 0)
+            whole = real // 8 * 8  # the channels the transposes move
             for iw in range(Wp):
-                if iw < lo or iw >= hi:
-                    src_w = map_w[iw * step_w]
-                    for c in range(L):
+                if iw < lo or iw >= hi or whole < L:
+                    src_w, first = map_w[iw * step_w], 0 if iw < lo or iw >= hi else whole
+                    for c in range(first, real):
                         cell = src + c * D * H * W + src_w
                         of[U64(dst + iw * L + c)] = xf[U64(cell)] if src_w >= 0 else 0
+                    for c in range(real, L):
+                        of[U64(dst + iw * L + c)] = 0
             for k in range(0, hi - lo, 8):
                 iw0 = lo + min(k, hi - lo - 8)
-                for c0 in range(0, L, 8):
+                for c0 in range(0, whole, 8):
                     first = src + c0 * D * H * W + map_w[iw0 * step_w]
                     transpose8(of, dst + iw0 * L + c0, L, xf, first, D * H * W)
             continue
