@@ -11,7 +11,7 @@ import pytest
 from numba import njit
 
 from fastconv.backends.cpu import blocked, conv_dense, layout
-from fastconv.backends.cpu.simd import LANES, transpose8
+from fastconv.backends.cpu.simd import LANES, transpose8, transpose8_pairs
 
 
 def _blocked_reference(x, maps, lanes=LANES):
@@ -40,6 +40,46 @@ def test_transpose8_moves_each_element_once():
         for j in range(8):
             want[3 + j * 13 + i] = src[5 + i * 11 + j]
     np.testing.assert_array_equal(dst, want)
+
+
+@njit
+def _transpose_pairs_at(dst, d0, dstep, src, s0, sstep, offset):
+    transpose8_pairs(dst, d0, dstep, src, s0, sstep, offset)
+
+
+def test_transpose8_pairs_reads_rows_in_pairs():
+    src = np.arange(400, dtype=np.float32)
+    dst = np.full(120, -1, np.float32)
+    _transpose_pairs_at(dst, 3, 13, src, 5, 11, 9)
+    want = np.full(120, -1, np.float32)
+    for i in range(8):  # rows 0, 9, 1, 10, 2, 11, 3, 12
+        for j in range(8):
+            want[3 + j * 13 + i] = src[5 + (i // 2 + (i % 2) * 9) * 11 + j]
+    np.testing.assert_array_equal(dst, want)
+
+
+@pytest.mark.parametrize(
+    "cpg, shape, lo, extent, mode",
+    [
+        (8, (3, 1, 9, 29), (1, 1, 1), (3, 11, 31), "zeros"),  # one whole block of pairs, padded
+        (11, (2, 2, 5, 20), (0, 2, 1), (2, 9, 22), "reflect"),  # a tail of 3 pairs
+        (3, (1, 1, 4, 12), (0, 0, 0), (1, 4, 12), "zeros"),  # fewer than 8 pairs
+        (16, (2, 1, 6, 7), (0, 1, 2), (1, 8, 11), "circular"),  # rows shorter than a transpose
+    ],
+)
+def test_pairs_layout_matches_the_index_maps(cpg, shape, lo, extent, mode):
+    """``to_blocked_pairs``: block cb's lanes 2k, 2k + 1 hold channel 8*cb + k of each of the
+    image's two groups (zero past its cpg channels), at the index maps' cells."""
+    m, *size = shape
+    x = np.random.default_rng(cpg).standard_normal((m, 2 * cpg, *size)).astype(np.float32)
+    maps = layout.index_maps(tuple(size), lo, extent, mode)
+    got = blocked.to_blocked_pairs(x, maps, cpg)
+    cb = -(-cpg // 8)
+    per_channel = _blocked_reference(x, maps, lanes=1)[..., 0]  # (m, 2*cpg, *cells)
+    want = np.zeros((m, cb * 8, 2, *per_channel.shape[2:]), np.float32)
+    want[:, :cpg, 0], want[:, :cpg, 1] = per_channel[:, :cpg], per_channel[:, cpg:]
+    want = want.reshape(m, cb, 8, 2, *per_channel.shape[2:]).transpose(0, 1, 4, 5, 6, 2, 3)
+    np.testing.assert_array_equal(got, want.reshape(got.shape))
 
 
 @pytest.mark.parametrize(

@@ -407,3 +407,86 @@ def test_grouped_blocked_passes_run_every_group_in_one_call(monkeypatch):
         ("_backward_weight_blocked", 4),
         ("_forward_blocked", 4),
     ]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs(modes=MODES, allow_empty_batch=False), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_pairs_of_8_output_groups_are_exact(isa, monkeypatch, cfg, seed, data):
+    """Grouped forwards with 8 outputs per group and an even number of groups run two groups
+    per 16-lane block (``conv_simd._forward_pairs``): any input channels per group (whole
+    blocks of 8 pairs, tails, fewer than 8), every padding mode, stride and dilation; exact
+    on integer data, and the path is checked to have run (but for 1x1 kernels without padding,
+    which run group by group as matrix products)."""
+    d, x_shape, w_shape, kw = cfg
+    groups = kw["groups"] = data.draw(st.sampled_from([2, 4, 6]))
+    cpg = data.draw(st.sampled_from([1, 3, 8, 11, 16]))
+    x_shape, w_shape = (x_shape[0], groups * cpg, *x_shape[2:]), (groups * 8, cpg, *w_shape[2:])
+    calls = []
+    real = conv_simd._forward_pairs
+    monkeypatch.setattr(conv_simd, "_forward_pairs", lambda *a: (calls.append(a[-1]), real(*a)))
+    rng = np.random.default_rng(seed)
+    x, w, b = ints(rng, x_shape), ints(rng, w_shape), ints(rng, (groups * 8,))
+    got = getattr(fc, f"conv{d}d")(x, w, b, **kw)
+    np.testing.assert_array_equal(got, ref.conv(x, w, b, **kw).astype(np.float32))
+    geom = conv_geometry(
+        d, x_shape, w_shape, kw["stride"], kw["padding"], kw["dilation"], groups, kw["padding_mode"]
+    )
+    pointwise = conv_simd._pointwise(conv_simd._ungrouped(geom.lift3()))  # group by group, matrix products
+    assert calls == ([] if pointwise else [groups])
+
+
+@pytest.mark.parametrize("groups, cpg", [(2, 8), (4, 5), (2, 19)])
+def test_pairs_match_one_group_per_block(groups, cpg):
+    """The paired forward against the same grouped forward one group per block (the path
+    it replaced): float data, equal to rounding; and the same bits on 1 and 2 threads."""
+    import numba
+
+    rng = np.random.default_rng(groups * cpg)
+    x = rand(rng, (3, groups * cpg, 11, 17), np.float32)
+    w, b = rand(rng, (groups * 8, cpg, 3, 3), np.float32), rand(rng, (groups * 8,), np.float32)
+    kw = dict(stride=(1, 2), padding=1, groups=groups)
+    paired = fc.conv2d(x, w, b, **kw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_simd, "_paired", lambda *a: False)
+        single = fc.conv2d(x, w, b, **kw)
+    np.testing.assert_allclose(paired, single, rtol=1e-5, atol=1e-5)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = fc.conv2d(x, w, b, **kw)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(one, paired)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs(allow_empty_batch=False), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_pairs_of_8_input_groups_backward_input_is_exact(isa, monkeypatch, cfg, seed, data):
+    """The input gradient of grouped convolutions with 8 input channels per group and an even
+    number of groups runs two groups per block too (dx's 8 channels per group are its outputs):
+    any output channels per group, stride phases (some reaching no input cell), dilation;
+    exact on integer data, the path checked to have run once per live stride phase (but for
+    1x1 kernels without padding, which run group by group as matrix products)."""
+    d, x_shape, w_shape, kw = cfg
+    groups = kw["groups"] = data.draw(st.sampled_from([2, 4, 6]))
+    opg = data.draw(st.sampled_from([1, 3, 8, 11, 16]))
+    x_shape, w_shape = (x_shape[0], groups * 8, *x_shape[2:]), (groups * opg, 8, *w_shape[2:])
+    geom = conv_geometry(
+        d, x_shape, w_shape, kw["stride"], kw["padding"], kw["dilation"], groups, kw["padding_mode"]
+    )
+    calls = []
+    real = conv_dense.run_blocked
+    monkeypatch.setattr(
+        conv_dense, "run_blocked", lambda *a, **k: (calls.append(k["pairs"]), real(*a, **k))[1]
+    )
+    rng = np.random.default_rng(seed)
+    w, dy = ints(rng, w_shape), ints(rng, (x_shape[0], groups * opg, *geom.out_size))
+    got = getattr(fc, f"conv{d}d_backward_input")(dy, w, x_shape, **kw)
+    np.testing.assert_array_equal(got, ref.conv_backward_input(dy, w, x_shape, **kw).astype(np.float32))
+    g3 = geom.lift3()
+    _, phases, _, _ = conv_simd._adjoint_phases(g3.in_size, g3.stride, g3.dilation, g3.pad_lo, g3.kernel)
+    pointwise = conv_simd._pointwise(conv_simd._ungrouped(g3))
+    if pointwise:
+        assert True not in calls
+    else:  # one paired convolution per stride phase
+        assert calls == [True] * len(phases)

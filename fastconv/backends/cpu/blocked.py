@@ -2,6 +2,8 @@
 
 activations (N, C, D, H, W) <-> (N, C/16, D, H, W, 16), channels zero-padded to 16
 weights (O, C, KD, KH, KW) -> (O/16, C/16, KD, KH, KW, 16 c, 16 o)
+pairs of groups (N, 2*C, D, H, W) -> (N, C/8, D, H, W, 16): lanes 2k, 2k + 1 channel k of
+    each group (``to_blocked_pairs``)
 
 Padding is folded into the input conversion through the index maps of ``layout`` (one map
 per spatial axis; -1 reads zero), so the convolution kernels see a valid convolution and
@@ -18,7 +20,7 @@ from numba import njit, prange
 
 from ...config import FASTMATH
 from . import layout
-from .simd import LANES, U64, transpose8
+from .simd import LANES, U64, transpose8, transpose8_pairs
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 _INNER = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -103,6 +105,55 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
                 for iw in range(Wp):
                     src_w = map_w[iw * step_w + base]
                     of[U64(dst + iw * L + c)] = xf[U64(src + src_w)] if src_w >= 0 else 0
+
+
+@njit(**_JIT)
+def _to_pairs_kernel(out, x, cpg, map_d, map_h, map_w):
+    # out (M, Cb, Dp, Hp, Wp, 16) <- x (M, 2*cpg, D, H, W), each image two groups of cpg channels
+    # (A, then B): lanes 2k, 2k + 1 of block cb hold channel cb*8 + k of A and of B (zero past cpg),
+    # at cells (map_d[i], map_h[j], map_w[k]), -1 reading 0. Rows of 8 whole pairs: the run of
+    # map_w 8 pixels x 4 pairs per register transpose (``transpose8_pairs``), twice; the rest
+    # lane by lane
+    M, Cb, Dp, Hp, Wp, L = out.shape
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    of, xf, plane = out.reshape(-1), x.reshape(-1), D * H * W
+    a, b = layout.run_of(map_w[:Wp])
+    for job in prange(M * Cb * Dp * Hp):
+        ih = job % Hp
+        t = job // Hp
+        i_d = t % Dp
+        t //= Dp
+        cb = t % Cb
+        m = t // Cb
+        dst = job * Wp * L
+        src_d, src_h = map_d[i_d], map_h[ih]
+        if src_d < 0 or src_h < 0:
+            of[U64(dst) : U64(dst + Wp * L)] = 0
+            continue
+        src = (m * 2 * cpg * D + src_d) * H * W + src_h * W  # channel 0 of the image, this row
+        pairs = min(8, cpg - cb * 8)
+        lo, hi = (a, b) if pairs == 8 and b - a >= 8 else (0, 0)
+        for iw in range(Wp):
+            if iw < lo or iw >= hi:
+                src_w = map_w[iw]
+                for lane in range(L):
+                    k, g = lane // 2, lane % 2
+                    cell = src + (g * cpg + cb * 8 + k) * plane + src_w
+                    of[U64(dst + iw * L + lane)] = xf[U64(cell)] if k < pairs and src_w >= 0 else 0
+        for k in range(0, hi - lo, 8):
+            iw0 = lo + min(k, hi - lo - 8)
+            for half in range(2):  # pairs 4*half ... 4*half + 3
+                first = src + (cb * 8 + 4 * half) * plane + map_w[iw0]
+                transpose8_pairs(of, dst + iw0 * L + 8 * half, L, xf, first, plane, cpg)
+
+
+def to_blocked_pairs(x: np.ndarray, maps, cpg: int, slot: str = "input") -> np.ndarray:
+    """x (M, 2*cpg, D, H, W) float32, each image two groups of ``cpg`` channels -> (M,
+    ceil(cpg/8), len(map_d), len(map_h), len(map_w), 16), a block's lanes the channel pairs
+    (A0, B0, A1, B1, ..., A7, B7) of 8 channels of both groups, in the scratch array of ``slot``."""
+    out = scratch(slot, (x.shape[0], -(-cpg // 8), *(len(m) for m in maps), LANES))
+    _to_pairs_kernel(out, x, cpg, *maps)
+    return out
 
 
 @njit(**_INNER)

@@ -71,7 +71,7 @@ unrolls only by 2 itself): 5-7% faster on the Zen 3 machine than no unrolling, f
 more compile time per kernel; 16 was no faster and doubled the compile time."""
 
 
-def _forward_source(nb: int, rw: int, pixel_step: int = 0) -> str:
+def _forward_source(nb: int, rw: int, pixel_step: int = 0, pairs: bool = False) -> str:
     acc = [[f"a{j}_{i}" for i in range(rw)] for j in range(nb)]
     ind = " " * 12
     init = "\n".join(f"{ind}{acc[j][i]} = vload(bias, (gb + {j}) * 16)" for j in range(nb) for i in range(rw))
@@ -81,25 +81,39 @@ def _forward_source(nb: int, rw: int, pixel_step: int = 0) -> str:
     )
 
     def step(c: str, pad: str) -> str:
-        """The outer product of input channel ``c``: NB weight vectors x RW broadcasts."""
+        """The outer product of input channel ``c`` (with ``pairs``: of the pair of channels
+        c of both groups): NB weight vectors x RW broadcasts."""
         lines = [f"{pad}w{j} = vload(wf, wk{j} + {c} * 16)" for j in range(nb)]
         for i in range(rw):
-            lines.append(f"{pad}x = vbcast(xf, xk + {c} + {i} * xs)")
+            read = f"vbcast2(xf, xk + 2 * {c} + {i} * xs)" if pairs else f"vbcast(xf, xk + {c} + {i} * xs)"
+            lines.append(f"{pad}x = {read}")
             lines += [f"{pad}{acc[j][i]} = vfma(x, w{j}, {acc[j][i]})" for j in range(nb)]
         return "\n".join(lines)
 
     whole = "\n".join(step(f"(c + {c})", " " * 36) for c in range(_UNROLL))
     ragged = step("c", " " * 36)
+    block = 8 if pairs else 16  # channels (pairs) of a whole block
     store = []
     for j in range(nb):
         store.append(f"{ind}o = ({j} * OWp + ow0) * 16")
-        store += [f"{ind}vstore(row, o + {i * 16}, {acc[j][i]})" for i in range(rw)]
+        for i in range(rw):
+            sums = f"vdeinterleave({acc[j][i]})" if pairs else acc[j][i]  # pairs: lanes A0, B0, A1, ...
+            store.append(f"{ind}vstore(row, o + {i * 16}, {sums})")
+    note = (
+        "\n    # Pairs: each image is two groups (A, B) of 8 outputs, their input channels paired in the"
+        "\n    # blocks (``blocked.to_blocked_pairs``): CL = 8 pairs per block, one 64-bit broadcast and"
+        "\n    # one weight vector (``pair_weight``) per pair; the sums' lanes A0, B0, A1, ... go to the"
+        "\n    # row deinterleaved (outputs A0..A7, B0..B7)."
+        if pairs
+        else ""
+    )
     xs = str(pixel_step) if pixel_step else "sw * L"
     return f"""
 import numpy as np
 
 from fastconv.backends.cpu.blocked import store_row
 from fastconv.backends.cpu.chunks import bounds
+{"from fastconv.backends.cpu.simd import vbcast2, vdeinterleave" if pairs else ""}
 
 
 @njit(**_SERIAL)
@@ -109,7 +123,7 @@ def rows(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, s
     # blocks of {rw} pixels x {nb} vectors of 16 output channels. Per tap the CL inputs from xb[..., w*L]
     # on are read (CL = L = 16: one channel block); the last block reads just ``tail`` (its padding lanes
     # cost nothing). A narrow input (L < 16 channels) with its width taps packed into the weights reads
-    # CL = KW*L consecutive cells per kernel row (see ``narrow_weight``).
+    # CL = KW*L consecutive cells per kernel row (see ``narrow_weight``).{note}
     C, D, H, W = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     (OD, OH, out_w), (start_d, start_h, start_w), (step_d, step_h, step_w) = size, start, step
     Cb, Dp, Hp, Wp, L = xb.shape[1], xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
@@ -136,8 +150,8 @@ def rows(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, s
                         for kw in range(KW):
                             xk = (xrow + ow0 * sw + kw * dw) * L
 {wbase}
-                            if cn == 16:  # a whole block, its channels unrolled by _UNROLL
-                                for c in range(0, 16, {_UNROLL}):
+                            if cn == {block}:  # a whole block, its channels unrolled by _UNROLL
+                                for c in range(0, {block}, {_UNROLL}):
 {whole}
                             else:
                                 for c in range(cn):
@@ -300,11 +314,17 @@ one per step)."""
 
 
 @functools.cache
-def _forward_kernel(nb: int, rw: int, pixel_step: int = 0):
+def _forward_kernel(nb: int, rw: int, pixel_step: int = 0, pairs: bool = False):
     """The forward microkernel of register block (NB, RW); ``pixel_step`` 0: the step read
-    from the arguments (any width stride), else that constant."""
-    name = f"conv_forward_nb{nb}_rw{rw}" + (f"_xs{pixel_step}" if pixel_step else "")
-    return codegen.load(name, _forward_source(nb, rw, pixel_step), deps=(blocked.__file__,)).kernel
+    from the arguments (any width stride), else that constant; ``pairs``: two groups of 8
+    outputs per block (``_forward_source``)."""
+    name = (
+        "conv_forward"
+        + ("_pairs" if pairs else "")
+        + f"_nb{nb}_rw{rw}"
+        + (f"_xs{pixel_step}" if pixel_step else "")
+    )
+    return codegen.load(name, _forward_source(nb, rw, pixel_step, pairs), deps=(blocked.__file__,)).kernel
 
 
 @functools.cache
@@ -340,36 +360,59 @@ def run_blocked(
     offsets=(0, 0, 0),
     phase=((0, 0, 0), (1, 1, 1)),
     groups: int = 1,
+    pairs: bool = False,
 ) -> None:
     """out (N, O, OD, OH, OW) = valid conv of the blocked input xb, read from ``offsets``,
     with w (groups*O, C, KD, KH, KW) + bias (groups*O,) or None; only the cells of
     ``blocked.phase_view(out, phase)``, the others keep their values. With ``groups``, image
     n of out and xb is group n % groups of a grouped convolution (its weights and bias:
-    rows (n % groups)*O on)."""
+    rows (n % groups)*O on). With ``pairs`` each of those is two groups of 8 outputs (O = 16)
+    and C input channels each, xb from ``blocked.to_blocked_pairs``."""
     cells = blocked.phase_size(out.shape[2:], phase)
     o = w.shape[0] // groups
     nb, rw, ob_padded, owp = _plan(o, cells[2], simd.ISA)
-    if o != ob_padded * LANES:  # each group's outputs padded to whole register blocks, zero weights
-        padded = np.zeros((groups, ob_padded * LANES, *w.shape[1:]), np.float32)
-        padded[:, :o] = w.reshape(groups, o, *w.shape[1:])
-        w = padded.reshape(-1, *w.shape[1:])
-    if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
-        wb = narrow_weight(w, dilation[2] == 1)
-        tail = wb.shape[5]
-    else:  # the real input channels of the last block
-        wb = blocked.weight_to_blocked(w)
-        tail = w.shape[1] - LANES * (xb.shape[1] - 1)
+    if pairs:  # one block of 16 outputs, 8 of each group, always NB = 1
+        if (o, nb, ob_padded) != (LANES, 1, 1):
+            raise ValueError(f"pairs of groups need 8 + 8 outputs in one register block, got {o} ({nb})")
+        wb, tail = pair_weight(w, groups), w.shape[1] - 8 * (xb.shape[1] - 1)  # tail: pairs
+    else:
+        if o != ob_padded * LANES:  # each group's outputs padded to whole register blocks, zero weights
+            padded = np.zeros((groups, ob_padded * LANES, *w.shape[1:]), np.float32)
+            padded[:, :o] = w.reshape(groups, o, *w.shape[1:])
+            w = padded.reshape(-1, *w.shape[1:])
+        if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
+            wb = narrow_weight(w, dilation[2] == 1)
+            tail = wb.shape[5]
+        else:  # the real input channels of the last block
+            wb = blocked.weight_to_blocked(w)
+            tail = w.shape[1] - LANES * (xb.shape[1] - 1)
     bias_b = np.zeros((groups, ob_padded * LANES), np.float32)
     if bias is not None:
-        bias_b[:, :o] = bias.reshape(groups, o)
+        bias_b[:, :o] = (
+            bias.reshape(groups, 2, 8).transpose(0, 2, 1).reshape(groups, o)
+            if pairs
+            else bias.reshape(groups, o)
+        )
     dense = out if out.flags.c_contiguous else np.ascontiguousarray(out)  # other cells kept
     pixel_step = stride[2] * xb.shape[5] if stride[2] * xb.shape[5] in _CONSTANT_STEPS else 0
-    kernel = _forward_kernel(nb, rw, pixel_step)
+    kernel = _forward_kernel(nb, rw, pixel_step, pairs)
     where = tuple(tuple(int(v) for v in axis) for axis in (cells, *phase))  # int64s: one signature
     most = chunks.most()  # chunks of jobs (``chunks``)
     kernel(dense, xb, wb, bias_b.reshape(-1), tail, *stride, *dilation, *offsets, where, o, owp, groups, most)
     if dense is not out:
         out[...] = dense
+
+
+def pair_weight(w: np.ndarray, groups: int) -> np.ndarray:
+    """w (groups*16, C, KD, KH, KW), each 16 two groups (A, B) of 8 outputs -> (groups,
+    ceil(C/8), KD, KH, KW, 8, 16): lanes 2k, 2k + 1 of pair c are output k of A and of B at
+    input channel c (of its own group), as ``blocked.to_blocked_pairs`` holds the inputs."""
+    c, taps = w.shape[1], w.shape[2:]
+    cb = -(-c // 8)
+    padded = np.zeros((groups, 2, 8, cb * 8, *taps), np.float32)
+    padded[:, :, :, :c] = w.reshape(groups, 2, 8, c, *taps)
+    split = padded.reshape(groups, 2, 8, cb, 8, *taps)  # (s, g, k, cb, c, kd, kh, kw)
+    return np.ascontiguousarray(split.transpose(0, 3, 5, 6, 7, 4, 2, 1)).reshape(groups, cb, *taps, 8, LANES)
 
 
 def narrow_weight(w: np.ndarray, pack_width: bool) -> np.ndarray:

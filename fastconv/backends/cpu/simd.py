@@ -57,6 +57,8 @@ def fits(vectors: int) -> bool:
 
 _VEC = ir.VectorType(ir.FloatType(), LANES)
 _SPLAT = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+_PAIRS = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0, 1] * (LANES // 2))
+_EVEN_ODD = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [*range(0, LANES, 2), *range(1, LANES, 2)])
 
 
 class F32x16Type(types.Type):
@@ -152,6 +154,29 @@ def vbcast(typingctx, arr, idx):
         return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), _SPLAT)
 
     return f32x16(arr, idx), codegen
+
+
+@intrinsic
+def vbcast2(typingctx, arr, idx):
+    """(arr[idx], arr[idx + 1]) in lanes (0, 1), (2, 3), ..., (14, 15): one 64-bit broadcast
+    from memory (vbroadcastsd), the two channels of a pair of groups (``vdeinterleave``)."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], *args)
+        pair = builder.load(builder.bitcast(ptr, ir.VectorType(ir.FloatType(), 2).as_pointer()), align=4)
+        return builder.shuffle_vector(pair, ir.Constant(pair.type, ir.Undefined), _PAIRS)
+
+    return f32x16(arr, idx), codegen
+
+
+@intrinsic
+def vdeinterleave(typingctx, a):
+    """(a0, a2, ..., a14, a1, a3, ..., a15): the even lanes, then the odd ones."""
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[0], _EVEN_ODD)
+
+    return f32x16(f32x16), codegen
 
 
 @intrinsic
@@ -336,37 +361,62 @@ def _shuffle(builder, a, b, mask):
     return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
 
 
+def _transpose8(context, builder, sig, dst_arr, d0, dstep, src_arr, row_starts) -> None:
+    """Load 8 rows of 8 floats from src_arr at ``row_starts``; store their transpose, column j
+    at d0 + j*dstep (8 loads, 24 shuffles, 8 stores: the classic AVX sequence of unpack,
+    shufps and 128-bit permutes)."""
+    rows = []
+    for idx in row_starts:
+        ptr = _element_ptr(context, builder, sig.args[3], src_arr, idx)
+        rows.append(builder.load(builder.bitcast(ptr, _V8.as_pointer()), align=4))
+    lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    t = []
+    for i in range(0, 8, 2):  # interleave pairs of rows
+        t += [_shuffle(builder, rows[i], rows[i + 1], lo), _shuffle(builder, rows[i], rows[i + 1], hi)]
+    a, b = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    u = []
+    for p, q in ((0, 2), (1, 3), (4, 6), (5, 7)):  # pairs of pairs
+        u += [_shuffle(builder, t[p], t[q], a), _shuffle(builder, t[p], t[q], b)]
+    low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    cols = [None] * 8
+    for j in range(4):  # 128-bit halves
+        cols[j] = _shuffle(builder, u[j], u[j + 4], low)
+        cols[j + 4] = _shuffle(builder, u[j], u[j + 4], high)
+    for j, col in enumerate(cols):
+        idx = builder.add(d0, builder.mul(dstep, ir.Constant(dstep.type, j)))
+        ptr = _element_ptr(context, builder, sig.args[0], dst_arr, idx)
+        builder.store(col, builder.bitcast(ptr, _V8.as_pointer()), align=4)
+
+
 @intrinsic
 def transpose8(typingctx, dst, dst_idx, dst_step, src, src_idx, src_step):
     """dst[dst_idx + j*dst_step + i] = src[src_idx + i*src_step + j] for i, j < 8: an 8 x 8
-    block transposed in registers (8 loads, 24 shuffles, 8 stores: the classic AVX sequence
-    of unpack, shufps and 128-bit permutes), for layout conversions whose rows are 8 or 16
-    floats apart instead of one element at a time through strided accesses."""
+    block transposed in registers, for layout conversions whose rows are 8 or 16 floats apart
+    instead of one element at a time through strided accesses."""
 
     def codegen(context, builder, sig, args):
         dst_arr, d0, dstep, src_arr, s0, sstep = args
-        rows = []
-        for i in range(8):
-            idx = builder.add(s0, builder.mul(sstep, ir.Constant(sstep.type, i)))
-            ptr = _element_ptr(context, builder, sig.args[3], src_arr, idx)
-            rows.append(builder.load(builder.bitcast(ptr, _V8.as_pointer()), align=4))
-        lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
-        t = []
-        for i in range(0, 8, 2):  # interleave pairs of rows
-            t += [_shuffle(builder, rows[i], rows[i + 1], lo), _shuffle(builder, rows[i], rows[i + 1], hi)]
-        a, b = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
-        u = []
-        for p, q in ((0, 2), (1, 3), (4, 6), (5, 7)):  # pairs of pairs
-            u += [_shuffle(builder, t[p], t[q], a), _shuffle(builder, t[p], t[q], b)]
-        low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
-        cols = [None] * 8
-        for j in range(4):  # 128-bit halves
-            cols[j] = _shuffle(builder, u[j], u[j + 4], low)
-            cols[j + 4] = _shuffle(builder, u[j], u[j + 4], high)
-        for j, col in enumerate(cols):
-            idx = builder.add(d0, builder.mul(dstep, ir.Constant(dstep.type, j)))
-            ptr = _element_ptr(context, builder, sig.args[0], dst_arr, idx)
-            builder.store(col, builder.bitcast(ptr, _V8.as_pointer()), align=4)
+        starts = [builder.add(s0, builder.mul(sstep, ir.Constant(sstep.type, i))) for i in range(8)]
+        _transpose8(context, builder, sig, dst_arr, d0, dstep, src_arr, starts)
         return context.get_dummy_value()
 
     return types.void(dst, types.int64, types.int64, src, types.int64, types.int64), codegen
+
+
+@intrinsic
+def transpose8_pairs(typingctx, dst, dst_idx, dst_step, src, src_idx, src_step, offset):
+    """``transpose8`` whose rows i are rows (i // 2) + (i % 2) * offset from src_idx on, in
+    src_step units: rows 0, offset, 1, 1 + offset, ... The channels of two groups (``offset``
+    channels apart) come out in pairs, lane by lane, as ``vbcast2`` reads them."""
+
+    def codegen(context, builder, sig, args):
+        dst_arr, d0, dstep, src_arr, s0, sstep, off = args
+        off = context.cast(builder, off, sig.args[6], types.int64)
+        starts = []
+        for i in range(8):
+            row = builder.add(ir.Constant(off.type, i // 2), builder.mul(off, ir.Constant(off.type, i % 2)))
+            starts.append(builder.add(s0, builder.mul(sstep, row)))
+        _transpose8(context, builder, sig, dst_arr, d0, dstep, src_arr, starts)
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, types.int64, src, types.int64, types.int64, offset), codegen
