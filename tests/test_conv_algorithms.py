@@ -437,26 +437,29 @@ def test_pairs_of_8_output_groups_are_exact(isa, monkeypatch, cfg, seed, data):
 
 @pytest.mark.parametrize("groups, cpg", [(2, 8), (4, 5), (2, 19)])
 def test_pairs_match_one_group_per_block(groups, cpg):
-    """The paired forward against the same grouped forward one group per block (the path
-    it replaced): float data, equal to rounding; and the same bits on 1 and 2 threads."""
+    """The paired passes against the same grouped passes one group per block (the paths they
+    replaced): float data, equal to rounding; and the same bits on 1 and 2 threads."""
     import numba
 
     rng = np.random.default_rng(groups * cpg)
     x = rand(rng, (3, groups * cpg, 11, 17), np.float32)
     w, b = rand(rng, (groups * 8, cpg, 3, 3), np.float32), rand(rng, (groups * 8,), np.float32)
     kw = dict(stride=(1, 2), padding=1, groups=groups)
-    paired = fc.conv2d(x, w, b, **kw)
+    dy = rand(rng, ref.conv(x, w, b, **kw).shape, np.float32)
+    paired = _passes(2, x, w, b, dy, kw)  # the input gradient pairs where cpg = 8
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv_simd, "_paired", lambda *a: False)
-        single = fc.conv2d(x, w, b, **kw)
-    np.testing.assert_allclose(paired, single, rtol=1e-5, atol=1e-5)
+        single = _passes(2, x, w, b, dy, kw)
+    for got, want in zip(paired, single, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     threads = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = fc.conv2d(x, w, b, **kw)
+        one = _passes(2, x, w, b, dy, kw)
     finally:
         numba.set_num_threads(threads)
-    np.testing.assert_array_equal(one, paired)
+    for got, want in zip(one, paired, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -490,3 +493,28 @@ def test_pairs_of_8_input_groups_backward_input_is_exact(isa, monkeypatch, cfg, 
         assert True not in calls
     else:  # one paired convolution per stride phase
         assert calls == [True] * len(phases)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs(modes=MODES, allow_empty_batch=False), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_pairs_of_8_output_groups_backward_weight_is_exact(isa, monkeypatch, cfg, seed, data):
+    """The weight gradient of grouped convolutions with 8 outputs per group and an even number
+    of groups runs two groups per block (``conv_simd._backward_weight_pairs``): any input
+    channels per group, every padding mode, stride and dilation; exact on integer data, the
+    path checked to have run (but for 1x1 kernels without padding)."""
+    d, x_shape, w_shape, kw = cfg
+    groups = kw["groups"] = data.draw(st.sampled_from([2, 4, 6]))
+    cpg = data.draw(st.sampled_from([1, 3, 8, 11, 16]))
+    x_shape, w_shape = (x_shape[0], groups * cpg, *x_shape[2:]), (groups * 8, cpg, *w_shape[2:])
+    geom = conv_geometry(
+        d, x_shape, w_shape, kw["stride"], kw["padding"], kw["dilation"], groups, kw["padding_mode"]
+    )
+    calls = []
+    real = conv_simd._backward_weight_pairs
+    monkeypatch.setattr(conv_simd, "_backward_weight_pairs", lambda *a: (calls.append(a[-1]), real(*a)))
+    rng = np.random.default_rng(seed)
+    x, dy = ints(rng, x_shape), ints(rng, (x_shape[0], groups * 8, *geom.out_size))
+    got = getattr(fc, f"conv{d}d_backward_weight")(dy, x, w_shape, **kw)
+    np.testing.assert_array_equal(got, ref.conv_backward_weight(dy, x, w_shape, **kw).astype(np.float32))
+    pointwise = conv_simd._pointwise(conv_simd._ungrouped(geom.lift3()))
+    assert calls == ([] if pointwise else [groups])

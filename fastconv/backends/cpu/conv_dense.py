@@ -189,14 +189,15 @@ resnet_3x3_256's weight gradient 1.2x as long (paired, on the 2-core Xeon). The 
 pixels keeps its order (rows, then pixels)."""
 
 
-def _backward_weight_source(nb: int, kt: int, cs: int) -> str:
+def _backward_weight_source(nb: int, kt: int, cs: int, pairs: bool = False) -> str:
     acc = [[[f"a{j}_{t}_{c}" for c in range(cs)] for t in range(kt)] for j in range(nb)]
     names = [(j, t, c) for j in range(nb) for t in range(kt) for c in range(cs)]
     ind = " " * 28
     body = [f"{ind}g{j} = vload(dyf, dyrow + {j} * dys + ow * 16)" for j in range(nb)]
     for t in range(kt):
         for c in range(cs):
-            body.append(f"{ind}x = vbcast(xf, xk + {t} * xt + {c})")
+            read = f"vbcast2(xf, xk + {t} * xt + 2 * {c})" if pairs else f"vbcast(xf, xk + {t} * xt + {c})"
+            body.append(f"{ind}x = {read}")
             body += [f"{ind}{acc[j][t][c]} = vfma(x, g{j}, {acc[j][t][c]})" for j in range(nb)]
     at = " " * 32
     load = "\n".join(
@@ -205,7 +206,14 @@ def _backward_weight_source(nb: int, kt: int, cs: int) -> str:
     store = "\n".join(
         f"{at}vstore(dwf, base + {j} * obs + {t * 256 + c * 16}, {acc[j][t][c]})" for j, t, c in names
     )
+    note = (
+        "\n    # Pairs: each image is two groups of 8 outputs, dy and x in pairs (``blocked.to_blocked_pairs``):"
+        "\n    # one 64-bit broadcast per input channel pair; c of dwb counts pairs (8), lanes the outputs A0, B0, ..."
+        if pairs
+        else ""
+    )
     return f"""
+{"from fastconv.backends.cpu.simd import vbcast2" if pairs else ""}
 
 @njit(**_JIT)
 def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw, G):
@@ -213,7 +221,7 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw, G):
     # (L = 16, or fewer channels in one narrow block: lanes c < L of dwb); image n is group n % G of a grouped
     # convolution (G = 1: dense), summed into that group's blocks of dwb; one job owns the dW of {nb} output
     # blocks x one input block x one depth tap, summed in place (L1-resident) a few rows at a time; register tile:
-    # {nb} output vectors x {kt} width taps x {cs} input channels
+    # {nb} output vectors x {kt} width taps x {cs} input channels{note}
     Ob, Cb, KD, KH, KW = dwb.shape[0] // G, dwb.shape[1], dwb.shape[2], dwb.shape[3], dwb.shape[4]
     N, OD, OH, OW = dyb.shape[0], dyb.shape[2], dyb.shape[3], dyb.shape[4]
     Dp, Hp, Wp, L = xb.shape[2], xb.shape[3], xb.shape[4], xb.shape[5]
@@ -237,14 +245,14 @@ def kernel(dwb, dyb, xb, sd, sh, sw, dd, dh, dw, G):
                 for oh0 in range(0, OH, rows):
                     for kh in range(KH):
                         for kw0 in range(0, KW, {kt}):
-                            for c0 in range(0, L, {cs}):
+                            for c0 in range(0, {"8" if pairs else "L"}, {cs}):
                                 base = ((((gob0 * Cb + cb) * KD + kd) * KH + kh) * KW + kw0) * 256 + c0 * 16
 {load}
                                 for oh in range(oh0, min(oh0 + rows, OH)):
                                     dyrow = (((n * Ob + ob0) * OD + od) * OH + oh) * OW * 16
                                     xrow = (((n * Cb + cb) * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp * L
                                     for ow in range(OW):
-                                        xk = xrow + kw0 * xt + ow * xs + c0
+                                        xk = xrow + kw0 * xt + ow * xs + {"2 * c0" if pairs else "c0"}
 {chr(10).join(body).replace(ind, " " * 40)}
 {store}
 """
@@ -328,9 +336,9 @@ def _forward_kernel(nb: int, rw: int, pixel_step: int = 0, pairs: bool = False):
 
 
 @functools.cache
-def _backward_weight_kernel(nb: int, kt: int, cs: int):
-    name = f"conv_backward_weight_nb{nb}_kt{kt}_cs{cs}"
-    return codegen.load(name, _backward_weight_source(nb, kt, cs)).kernel
+def _backward_weight_kernel(nb: int, kt: int, cs: int, pairs: bool = False):
+    name = "conv_backward_weight" + ("_pairs" if pairs else "") + f"_nb{nb}_kt{kt}_cs{cs}"
+    return codegen.load(name, _backward_weight_source(nb, kt, cs, pairs)).kernel
 
 
 @functools.lru_cache(maxsize=256)
@@ -434,18 +442,26 @@ def plan_width(out_channels: int, out_width: int) -> int:
     return _plan(out_channels, out_width, simd.ISA)[3]
 
 
-def backward_weight_blocked(dw, dyb, xb, stride, dilation, groups: int = 1) -> None:
+def backward_weight_blocked(dw, dyb, xb, stride, dilation, groups: int = 1, pairs: bool = False) -> None:
     """dw (groups*O, C, KD, KH, KW) <- from blocked dyb (N, Ob, OD, OH, OW, 16) and xb (N, Cb,
     ..., L) (L = 16, or C < 16 channels in one narrow block); with ``groups``, image n is
-    group n % groups (its gradient: rows (n % groups)*O on)."""
+    group n % groups (its gradient: rows (n % groups)*O on). With ``pairs`` each of those is
+    two groups of 8 outputs (O = 16) and C input channels, dyb and xb from
+    ``blocked.to_blocked_pairs``."""
     dwb = np.empty((groups * dyb.shape[1], xb.shape[1], *dw.shape[2:], LANES, LANES), np.float32)
     jobs = groups * xb.shape[1] * dw.shape[2]
-    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4], xb.shape[5], jobs=jobs)
-    if dyb.shape[1] % nb or dw.shape[4] % kt or xb.shape[5] % cs:  # no tails: never write past dW
+    lanes = 8 if pairs else xb.shape[5]  # input channels (pairs) per block
+    nb, kt, cs = _weight_tile(dyb.shape[1], dw.shape[4], lanes, jobs=jobs)
+    if dyb.shape[1] % nb or dw.shape[4] % kt or lanes % cs:  # no tails: never write past dW
         raise ValueError(
             f"weight-gradient tile {(nb, kt, cs)} does not divide {dyb.shape[1]} blocks x {dw.shape[4]} taps"
         )
-    _backward_weight_kernel(nb, kt, cs)(dwb, dyb, xb, *stride, *dilation, groups)
+    _backward_weight_kernel(nb, kt, cs, pairs)(dwb, dyb, xb, *stride, *dilation, groups)
+    if pairs:  # dwb (S, Cb, KD, KH, KW, pair c, lane 2k + g): output k of group 2s + g at channel 8cb + c
+        split = dwb[..., :8, :].reshape(*dwb.shape[:5], 8, 8, 2)  # (s, cb, kd, kh, kw, c, k, g)
+        full = split.transpose(0, 7, 6, 1, 5, 2, 3, 4).reshape(dw.shape[0], -1, *dw.shape[2:])
+        dw[...] = full[:, : dw.shape[1]]
+        return
     if groups == 1:
         blocked.weight_from_blocked(dw, dwb)
         return

@@ -5,10 +5,11 @@
   (x, out reshaped to (N*groups, C/groups, ...), a free view); the flat and blocked kernels
   pick each image's group weights (n % groups) and the weight gradient sums each group's
   images. Grouped 1x1 kernels run group by group, each as one row of pixels. Groups of 8
-  outputs (the forward) or 8 inputs (the input gradient), an even number of them, run two
-  per image (``_paired``): one group's 8 channels would fill half of a 16-lane block, the
-  pair's channels interleaved fill it (``blocked.to_blocked_pairs``), 0.82-0.87x the time of
-  one group per image on 8-channel groups at strides 1 and 2 (the input gradient 0.84-0.91x).
+  outputs (the forward, the weight gradient) or 8 inputs (the input gradient), an even
+  number of them, run two per image (``_paired``): one group's 8 channels would fill half of
+  a 16-lane block, the pair's channels interleaved fill it (``blocked.to_blocked_pairs``).
+  Alternating calls against one group per image, on 8-channel groups at strides 1 and 2:
+  forward 0.82-0.87x the time, input gradient 0.84-0.91x, weight gradient 0.45-0.73x.
 - 1x1 kernels without padding: a matrix product over the pixels the stride selects, run as
   one long row of pixels.
 - Few output channels (LeNet; the input gradient of an RGB layer): ``conv_flat``, vectors
@@ -494,6 +495,9 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
         return
     if _is_grouped(geom, x.shape[1], dy.shape[1]):
         group, g = _ungrouped(geom), geom.groups
+        if _paired(geom, x.shape[1], dy.shape[1], dy.shape[1]) and not _pointwise(group):
+            _backward_weight_pairs(dw, dy, x, group, g)
+            return
         if _blocked("backward_weight", group, dy.shape[1] // g, x.shape[1] // g):
             _backward_weight_blocked(dw, dy, x, group, groups=g)  # every group in one call
             return
@@ -508,6 +512,19 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
         conv_flat.backward_weight(dw, dy, x, geom)
         return
     _backward_weight_blocked(dw, dy, x, geom)
+
+
+def _backward_weight_pairs(dw, dy, x, geom: ConvGeometry, groups: int) -> None:
+    """dw (8*groups, C/groups, ...) <- the weight gradient of a grouped conv with 8 outputs per
+    group, two groups per image (``_paired``; ``geom`` one group's), nothing folded."""
+    pairs = groups // 2
+    x2 = layout.group_images(layout.contiguous(x), pairs)
+    dy2 = layout.group_images(layout.contiguous(dy), pairs)
+    dyb = blocked.to_blocked_pairs(dy2, _identity_maps(dy.shape[2:]), 8, slot="grad")
+    extent = _extents(dy.shape[2:], geom.kernel, geom.stride, geom.dilation)
+    maps = layout.index_maps(geom.in_size, geom.pad_lo, extent, geom.padding_mode)
+    xb = blocked.to_blocked_pairs(x2, maps, dw.shape[1])
+    conv_dense.backward_weight_blocked(dw, dyb, xb, geom.stride, geom.dilation, pairs, pairs=True)
 
 
 def _backward_weight_blocked(dw, dy, x, geom: ConvGeometry, groups: int = 1) -> None:
