@@ -330,17 +330,23 @@ def _paired(geom: ConvGeometry, in_channels: int, out_channels: int, made: int) 
     )
 
 
+def _paired_input(x, geom: ConvGeometry, groups: int, out_width: int) -> np.ndarray:
+    """x (N, C, ...) of a grouped pass in the blocked layout of pairs of groups (two groups
+    per image, ``blocked.to_blocked_pairs``), padded by ``geom`` (one group's) as far as rows of
+    ``out_width`` outputs read: the forward's and the weight gradient's input."""
+    out_size = (*geom.out_size[:2], out_width)
+    extent = _extents(out_size, geom.kernel, geom.stride, geom.dilation)
+    maps = layout.index_maps(geom.in_size, geom.pad_lo, extent, geom.padding_mode)
+    x2 = layout.group_images(layout.contiguous(x), groups // 2)
+    return blocked.to_blocked_pairs(x2, maps, x.shape[1] // groups)
+
+
 def _forward_pairs(out, x, w, bias, geom: ConvGeometry, groups: int) -> None:
     """out (N, 8*groups, ...) <- the grouped conv of x with w (8*groups, C/groups, ...) + bias,
     two groups per image of the blocked kernels (``geom`` one group's, out C-contiguous)."""
-    pairs = groups // 2
-    x2, out2 = layout.group_images(layout.contiguous(x), pairs), layout.group_images(out, pairs)
-    owp = conv_dense.plan_width(LANES, out.shape[4])
-    out_size = (*geom.out_size[:2], owp)
-    extent = _extents(out_size, geom.kernel, geom.stride, geom.dilation)
-    maps = layout.index_maps(geom.in_size, geom.pad_lo, extent, geom.padding_mode)
-    xb = blocked.to_blocked_pairs(x2, maps, w.shape[1])
-    conv_dense.run_blocked(out2, xb, w, bias, geom.stride, geom.dilation, groups=pairs, pairs=True)
+    xb = _paired_input(x, geom, groups, conv_dense.plan_width(LANES, out.shape[4]))
+    out2 = layout.group_images(out, groups // 2)
+    conv_dense.run_blocked(out2, xb, w, bias, geom.stride, geom.dilation, groups=groups // 2, pairs=True)
 
 
 def _forward_blocked(out, x, w, bias, geom: ConvGeometry, groups: int = 1) -> None:
@@ -517,14 +523,10 @@ def conv_backward_weight(dw, dy, x, geom: ConvGeometry) -> None:
 def _backward_weight_pairs(dw, dy, x, geom: ConvGeometry, groups: int) -> None:
     """dw (8*groups, C/groups, ...) <- the weight gradient of a grouped conv with 8 outputs per
     group, two groups per image (``_paired``; ``geom`` one group's), nothing folded."""
-    pairs = groups // 2
-    x2 = layout.group_images(layout.contiguous(x), pairs)
-    dy2 = layout.group_images(layout.contiguous(dy), pairs)
+    dy2 = layout.group_images(layout.contiguous(dy), groups // 2)
     dyb = blocked.to_blocked_pairs(dy2, _identity_maps(dy.shape[2:]), 8, slot="grad")
-    extent = _extents(dy.shape[2:], geom.kernel, geom.stride, geom.dilation)
-    maps = layout.index_maps(geom.in_size, geom.pad_lo, extent, geom.padding_mode)
-    xb = blocked.to_blocked_pairs(x2, maps, dw.shape[1])
-    conv_dense.backward_weight_blocked(dw, dyb, xb, geom.stride, geom.dilation, pairs, pairs=True)
+    xb = _paired_input(x, geom, groups, dy.shape[4])
+    conv_dense.backward_weight_blocked(dw, dyb, xb, geom.stride, geom.dilation, groups // 2, pairs=True)
 
 
 def _backward_weight_blocked(dw, dy, x, geom: ConvGeometry, groups: int = 1) -> None:
