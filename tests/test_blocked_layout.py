@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastconv.backends.cpu import blocked, conv_dense, layout
-from fastconv.backends.cpu.simd import LANES, transpose8, transpose8_pairs
+from fastconv.backends.cpu import blocked, conv_dense, layout, simd
+from fastconv.backends.cpu.simd import LANES, transpose8, transpose8_pairs, transpose8_spread
 
 
 def _blocked_reference(x, maps, lanes=LANES):
@@ -39,6 +39,27 @@ def test_transpose8_moves_each_element_once():
     for i in range(8):
         for j in range(8):
             want[3 + j * 13 + i] = src[5 + i * 11 + j]
+    np.testing.assert_array_equal(dst, want)
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_transpose8_spread_writes_every_other_cell(isa, monkeypatch):
+    """Columns to cells 2 apart, the cells between (another phase's) untouched: a masked
+    store on AVX-512, scalar stores on AVX2 (the code is generated per ``simd.ISA``, so each
+    is compiled afresh here), the last column ending at the array's last element."""
+    monkeypatch.setattr(simd, "ISA", isa)
+
+    @njit(cache=False)
+    def spread_at(dst, d0, dstep, src, s0, sstep):
+        transpose8_spread(dst, d0, dstep, src, s0, sstep)
+
+    src = np.arange(200, dtype=np.float32)
+    dst = np.full(3 + 7 * 17 + 15, -1, np.float32)
+    spread_at(dst, 3, 17, src, 5, 11)
+    want = np.full(dst.size, -1, np.float32)
+    for i in range(8):
+        for j in range(8):
+            want[3 + j * 17 + 2 * i] = src[5 + i * 11 + j]
     np.testing.assert_array_equal(dst, want)
 
 
@@ -119,7 +140,10 @@ def test_narrow_blocks_hold_just_the_channels(channels):
         (2, 19, 45, (2, 5, 21), ((0, 0, 0), (1, 1, 1)), 1),  # 8-channel groups, a 5-channel tail
         (1, 16, 16, (1, 4, 16), ((0, 0, 0), (1, 1, 1)), 1),  # whole transposes only
         (2, 3, 29, (1, 4, 9), ((0, 1, 0), (1, 2, 1)), 3),  # narrow input, a height phase, groups
-        (2, 20, 5, (1, 3, 7), ((0, 0, 1), (1, 1, 2)), 2),  # a strided width: no transposes
+        (2, 20, 5, (1, 3, 7), ((0, 0, 1), (1, 1, 2)), 2),  # 7 cells at width step 2: no transposes
+        (2, 20, 24, (1, 3, 13), ((0, 0, 1), (1, 1, 2)), 1),  # step 2, a ragged end, an 8-channel tail
+        (1, 5, 16, (1, 2, 16), ((0, 1, 0), (1, 2, 2)), 2),  # step 2, whole transposes only
+        (1, 9, 13, (1, 2, 9), ((0, 0, 1), (1, 1, 2)), 1),  # step 2, 8 channels and a tail of 5
         (1, 7, 24, (2, 2, 13), ((1, 0, 0), (2, 1, 1)), 1),  # a ragged row end: overlapping transposes
     ],
 )

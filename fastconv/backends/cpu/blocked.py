@@ -20,7 +20,7 @@ from numba import njit, prange
 
 from ...config import FASTMATH
 from . import layout
-from .simd import LANES, U64, transpose8, transpose8_pairs
+from .simd import LANES, U64, transpose8, transpose8_pairs, transpose8_spread
 
 _JIT = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 _INNER = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -160,9 +160,10 @@ def to_blocked_pairs(x: np.ndarray, maps, cpg: int, slot: str = "input") -> np.n
 def store_row(of, dst, plane, out_w, step_w, channels, row, src):
     # of[dst + c*plane + ow*step_w] <- row[src + ow*16 + c] for c < channels <= 16, ow < out_w: one
     # blocked row (pixels x 16 lanes, in L1) into rows ``plane`` apart of a flat, C-contiguous NCDHW
-    # array (the forward kernels' epilogue). Rows of 8 or more cells (step_w 1) go 8 channels x 8
-    # pixels per register transpose, a ragged end as one more transpose that overlaps the last
-    # (the same bits stored twice); the other rows and a channel tail one cell at a time
+    # array (the forward kernels' epilogue). Rows of 8 or more cells go 8 channels x 8 pixels per
+    # register transpose, a ragged end as one more transpose that overlaps the last (the same bits
+    # stored twice): at step_w 1 into consecutive cells, at 2 (a stride-2 phase of the adjoint) into
+    # every other cell (``transpose8_spread``); other rows and a channel tail one cell at a time
     for c0 in range(0, channels, 8):
         d, s = dst + c0 * plane, src + c0
         if channels - c0 >= 8 and step_w == 1 and out_w >= 8:
@@ -170,6 +171,12 @@ def store_row(of, dst, plane, out_w, step_w, channels, row, src):
                 transpose8(of, d + ow, plane, row, s + ow * LANES, LANES)
             if out_w % 8:
                 transpose8(of, d + out_w - 8, plane, row, s + (out_w - 8) * LANES, LANES)
+            continue
+        if channels - c0 >= 8 and step_w == 2 and out_w >= 8:
+            for ow in range(0, out_w - 7, 8):
+                transpose8_spread(of, d + 2 * ow, plane, row, s + ow * LANES, LANES)
+            if out_w % 8:
+                transpose8_spread(of, d + 2 * (out_w - 8), plane, row, s + (out_w - 8) * LANES, LANES)
             continue
         for c in range(min(8, channels - c0)):
             for ow in range(out_w):

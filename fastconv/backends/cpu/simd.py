@@ -361,10 +361,11 @@ def _shuffle(builder, a, b, mask):
     return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
 
 
-def _transpose8(context, builder, sig, dst_arr, d0, dstep, src_arr, row_starts) -> None:
+def _transpose8(context, builder, sig, dst_arr, d0, dstep, src_arr, row_starts, spread=False) -> None:
     """Load 8 rows of 8 floats from src_arr at ``row_starts``; store their transpose, column j
     at d0 + j*dstep (8 loads, 24 shuffles, 8 stores: the classic AVX sequence of unpack,
-    shufps and 128-bit permutes)."""
+    shufps and 128-bit permutes); with ``spread`` each column to every other cell
+    (``_store_spread``)."""
     rows = []
     for idx in row_starts:
         ptr = _element_ptr(context, builder, sig.args[3], src_arr, idx)
@@ -385,7 +386,30 @@ def _transpose8(context, builder, sig, dst_arr, d0, dstep, src_arr, row_starts) 
     for j, col in enumerate(cols):
         idx = builder.add(d0, builder.mul(dstep, ir.Constant(dstep.type, j)))
         ptr = _element_ptr(context, builder, sig.args[0], dst_arr, idx)
-        builder.store(col, builder.bitcast(ptr, _V8.as_pointer()), align=4)
+        if spread:
+            _store_spread(builder, ptr, col)
+        else:
+            builder.store(col, builder.bitcast(ptr, _V8.as_pointer()), align=4)
+
+
+_SPREAD = ir.Constant(_MASK, [i % 2 == 0 for i in range(LANES)])
+
+
+def _store_spread(builder, ptr, col) -> None:
+    """ptr[2*i] = col[i] for i < 8, the cells between untouched: on AVX-512 one masked store of
+    the even lanes (it never touches the odd cells, which another thread may own, nor faults
+    past the last one), elsewhere 8 scalar stores."""
+    if ISA != "avx512":
+        for i in range(8):
+            at = builder.gep(ptr, [ir.Constant(ir.IntType(64), 2 * i)])
+            builder.store(builder.extract_element(col, ir.Constant(_I32, i)), at, align=4)
+        return
+    wide = builder.shuffle_vector(
+        col, col, ir.Constant(ir.VectorType(_I32, LANES), [i // 2 for i in range(LANES)])
+    )
+    fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, _I32, _MASK])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v16f32.p0")
+    builder.call(fn, [wide, ptr, ir.Constant(_I32, 4), _SPREAD])
 
 
 @intrinsic
@@ -398,6 +422,21 @@ def transpose8(typingctx, dst, dst_idx, dst_step, src, src_idx, src_step):
         dst_arr, d0, dstep, src_arr, s0, sstep = args
         starts = [builder.add(s0, builder.mul(sstep, ir.Constant(sstep.type, i))) for i in range(8)]
         _transpose8(context, builder, sig, dst_arr, d0, dstep, src_arr, starts)
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, types.int64, src, types.int64, types.int64), codegen
+
+
+@intrinsic
+def transpose8_spread(typingctx, dst, dst_idx, dst_step, src, src_idx, src_step):
+    """dst[dst_idx + j*dst_step + 2*i] = src[src_idx + i*src_step + j] for i, j < 8:
+    ``transpose8`` whose columns go to every other cell (rows of a width-stride-2 phase of
+    an output), the cells between them untouched."""
+
+    def codegen(context, builder, sig, args):
+        dst_arr, d0, dstep, src_arr, s0, sstep = args
+        starts = [builder.add(s0, builder.mul(sstep, ir.Constant(sstep.type, i))) for i in range(8)]
+        _transpose8(context, builder, sig, dst_arr, d0, dstep, src_arr, starts, spread=True)
         return context.get_dummy_value()
 
     return types.void(dst, types.int64, types.int64, src, types.int64, types.int64), codegen
