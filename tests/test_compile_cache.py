@@ -41,3 +41,47 @@ def test_second_process_loads_kernels_from_the_cache(tmp_path):
     assert min(second["hits"]) >= 1 and max(second["misses"]) == 0
     # each of 6 cells of an axis is covered by 3 windows, the two edge cells by 2: 16 per axis
     assert second["sum"] == first["sum"] == [3 * 2 * 16**2] * 2
+
+
+EDITED_HELPER = """
+import json, numpy as np
+from fastconv.backends.cpu import blocked, kernel_cache
+blocked.weight_to_blocked(np.ones((20, 3, 1, 3, 3), np.float32))  # (O, C, KD, KH, KW)
+kernel = blocked._weight_to_blocked_kernel
+print(json.dumps({"hits": sum(kernel.stats.cache_hits.values()), "misses": sum(kernel.stats.cache_misses.values()),
+                  "locator": type(kernel._cache._impl.locator).__name__, "stamp": kernel_cache.sources_hash()}))
+"""
+
+
+def test_a_change_to_another_kernel_file_recompiles(tmp_path):
+    """Numba stamps a cached function with its own file; a kernel of ``blocked`` inlines the
+    intrinsics of ``simd``, so an edit of ``simd.py`` alone must still recompile it, not load
+    stale code (``kernel_cache``). Run on a copy of the package."""
+    import shutil
+
+    import fastconv
+
+    shutil.copytree(os.path.dirname(fastconv.__file__), tmp_path / "pkg" / "fastconv")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["FASTCONV_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = str(tmp_path / "pkg")
+
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", EDITED_HELPER],
+            env=env,
+            cwd=tmp_path,  # not a folder holding another fastconv (``-c`` puts the cwd first on sys.path)
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    assert first["locator"] == "PackageLocator"
+    assert (first["misses"], first["hits"]) == (1, 0) and (second["misses"], second["hits"]) == (0, 1)
+    with open(tmp_path / "pkg" / "fastconv" / "backends" / "cpu" / "simd.py", "a") as f:
+        f.write("\n# an edit\n")
+    third = run()
+    assert third["stamp"] != second["stamp"]
+    assert (third["misses"], third["hits"]) == (1, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernel_cache  # noqa: F401  (first: it stamps the cache of every kernel decorated after it)
 from .conv import conv_backward_bias, conv_backward_input, conv_backward_weight, conv_forward
 from .conv_transpose import (
     conv_transpose_backward_input,

@@ -332,7 +332,7 @@ def _forward_kernel(nb: int, rw: int, pixel_step: int = 0, pairs: bool = False):
         + f"_nb{nb}_rw{rw}"
         + (f"_xs{pixel_step}" if pixel_step else "")
     )
-    return codegen.load(name, _forward_source(nb, rw, pixel_step, pairs), deps=(blocked.__file__,)).kernel
+    return codegen.load(name, _forward_source(nb, rw, pixel_step, pairs)).kernel
 
 
 @functools.cache

@@ -587,7 +587,7 @@ def _direct_source(kh: int, sh: int, rows: int) -> str:
 def _direct_kernels(kh: int, sh: int, rows: int):
     """The generated module of the direct strips of (kh, sh, rows)."""
     name = f"depthwise_direct_{kh}_{sh}_{rows}"
-    return codegen.load(name, _direct_source(kh, sh, rows), deps=(__file__, layout.__file__))
+    return codegen.load(name, _direct_source(kh, sh, rows))
 
 
 def _row_pairs(kh: int, sh: int, dh: int, rows: int) -> dict[int, list[tuple[int, int]]]:
@@ -688,7 +688,7 @@ def _kernels(method: tuple, run: bool = False):
     planes = _TILES_PLANES if method[0] == "tiles" else _strip_source(*method[1:])
     name = "depthwise_" + "_".join(map(str, method)) + ("_run" if run else "")
     gather = "_gather_run" if run else "_gather"
-    return codegen.load(name, _KERNELS.format(planes=planes, gather=gather), deps=(__file__,))
+    return codegen.load(name, _KERNELS.format(planes=planes, gather=gather))
 
 
 def _module(method: tuple, plan):
