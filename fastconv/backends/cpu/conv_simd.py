@@ -245,38 +245,52 @@ def _folded_plan(geom: ConvGeometry, folds, out_width: int, channels: range):
     return maps, (src_c, off_h, off_w), (fh.step, fw.step), size, plain, unit
 
 
-def _tap_index(shape, folds):
-    """Index of the original weight (O, C, KD, KH + 1, KW + 1) (last cell of each axis: a
-    zero) for each weight of the folded convolution, as (O, C, KD, nh, nw, KHq, KWq)."""
-    fh, fw = folds
-    th = np.where(fh.taps < 0, shape[3], fh.taps)
-    tw = np.where(fw.taps < 0, shape[4], fw.taps)
-    return (slice(None), slice(None), slice(None), th[:, None, :, None], tw[None, :, None, :])
+def _folded(folds) -> bool:
+    return any(len(f.offsets) > 1 for f in folds)
+
+
+@functools.lru_cache(maxsize=256)
+def _fold_index(shape, folds) -> np.ndarray:
+    """For each weight of the folded convolution (O, C*nh*nw, KD, KHq, KWq), the flat index of
+    the weight of w (O, C, KD, KH, KW) that it is, or w.size for a zero weight. Shapes only,
+    cached (callers only read; folds hash by identity)."""
+    (fh, fw), (o, c, kd, kh, kw), size = folds, shape, math.prod(shape)
+    th = np.where(fh.taps < 0, kh, fh.taps)  # (nh, KHq); tap kh: a zero cell
+    tw = np.where(fw.taps < 0, kw, fw.taps)  # (nw, KWq)
+    index = np.full((o, c, kd, kh + 1, kw + 1), size, np.int64)
+    index[:, :, :, :-1, :-1] = np.arange(size).reshape(shape)
+    folded = index[:, :, :, th[:, None, :, None], tw[None, :, None, :]]  # (O, C, KD, nh, nw, KHq, KWq)
+    return np.ascontiguousarray(folded.transpose(0, 1, 3, 4, 2, 5, 6)).reshape(o, -1, kd, *folded.shape[5:])
+
+
+@functools.lru_cache(maxsize=256)
+def _unfold_index(shape, folds) -> np.ndarray:
+    """For each weight of w (O, C, KD, KH, KW), flat, the flat index of the folded weight that
+    applies it: each original tap is exactly one folded weight. Cached."""
+    index = _fold_index(shape, folds).reshape(-1)
+    real = np.flatnonzero(index < math.prod(shape))
+    inverse = np.empty(math.prod(shape), np.int64)
+    inverse[index[real]] = real
+    if real.size != inverse.size or np.unique(index[real]).size != real.size:
+        raise RuntimeError(f"internal error: a fold of {shape} does not apply each tap once")
+    return inverse
 
 
 def _fold_weight(w, folds):
-    """w (O, C, KD, KH, KW) -> the weight of the folded convolution (O, C*nh*nw, KD, KHq, KWq)."""
-    if all(len(f.offsets) == 1 for f in folds):  # nothing folded
+    """w (O, C, KD, KH, KW) -> the weight of the folded convolution (O, C*nh*nw, KD, KHq, KWq):
+    one gather (``_fold_index``) from w and a zero."""
+    if not _folded(folds):
         return w
-    o, c, kd = w.shape[:3]
-    padded = np.zeros((o, c, kd, w.shape[3] + 1, w.shape[4] + 1), np.float32)
-    padded[:, :, :, :-1, :-1] = w
-    folded = padded[_tap_index(w.shape, folds)]  # (O, C, KD, nh, nw, KHq, KWq)
-    return np.ascontiguousarray(folded.transpose(0, 1, 3, 4, 2, 5, 6)).reshape(o, -1, kd, *folded.shape[5:])
+    return np.append(w.reshape(-1), np.float32(0)).take(_fold_index(w.shape, folds))
 
 
 def _unfold_weight(dw, dw_folded, folds) -> None:
     """dw (O, C, KD, KH, KW) <- the gradient with respect to ``_fold_weight(w, folds)``: each
-    original tap is one folded weight; the zero weights' gradients land in the dropped cells."""
-    if all(len(f.offsets) == 1 for f in folds):
+    original tap's is one folded weight's (``_unfold_index``); the zero weights' are dropped."""
+    if not _folded(folds):
         dw[...] = dw_folded
         return
-    o, c, kd = dw.shape[:3]
-    nh, nw = len(folds[0].offsets), len(folds[1].offsets)
-    grad = dw_folded.reshape(o, c, nh, nw, kd, *dw_folded.shape[3:]).transpose(0, 1, 4, 2, 3, 5, 6)
-    full = np.zeros((o, c, kd, dw.shape[3] + 1, dw.shape[4] + 1), np.float32)
-    full[_tap_index(dw.shape, folds)] = grad
-    dw[...] = full[:, :, :, :-1, :-1]
+    dw[...] = dw_folded.reshape(-1).take(_unfold_index(dw.shape, folds)).reshape(dw.shape)
 
 
 def conv_forward(out, x, w, bias, geom: ConvGeometry) -> None:
