@@ -478,9 +478,11 @@ def test_pairs_of_8_input_groups_backward_input_is_exact(isa, monkeypatch, cfg, 
         d, x_shape, w_shape, kw["stride"], kw["padding"], kw["dilation"], groups, kw["padding_mode"]
     )
     calls = []
-    real = conv_dense.run_blocked
+    real = conv_dense.run_blocked_phases
     monkeypatch.setattr(
-        conv_dense, "run_blocked", lambda *a, **k: (calls.append(k["pairs"]), real(*a, **k))[1]
+        conv_dense,
+        "run_blocked_phases",
+        lambda *a, **k: (calls.append((k["pairs"], len(a[2]))), real(*a, **k))[1],
     )
     rng = np.random.default_rng(seed)
     w, dy = ints(rng, w_shape), ints(rng, (x_shape[0], groups * opg, *geom.out_size))
@@ -491,8 +493,8 @@ def test_pairs_of_8_input_groups_backward_input_is_exact(isa, monkeypatch, cfg, 
     pointwise = conv_simd._pointwise(conv_simd._ungrouped(g3))
     if pointwise:
         assert True not in calls
-    else:  # one paired convolution per stride phase
-        assert calls == [True] * len(phases)
+    else:  # one paired launch, a weight per live stride phase (none if no tap reaches an input)
+        assert calls == ([(True, len(phases))] if phases else [])
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -518,3 +520,77 @@ def test_pairs_of_8_output_groups_backward_weight_is_exact(isa, monkeypatch, cfg
     np.testing.assert_array_equal(got, ref.conv_backward_weight(dy, x, w_shape, **kw).astype(np.float32))
     pointwise = conv_simd._pointwise(conv_simd._ungrouped(geom.lift3()))
     assert calls == ([] if pointwise else [groups])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    blocks=st.integers(1, 4),
+    part=st.tuples(st.integers(1, 5), st.integers(1, 6)),
+    extra=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    chunks=st.integers(1, 40),
+)
+def test_grid_chunks_split_every_part_exactly(blocks, part, extra, chunks):
+    """``chunks.jobs_before``: the chunks of a phases' common grid (each phase a part of it,
+    fewer rows) hand each phase's jobs out once, in order, each within its own grid chunk."""
+    from fastconv.backends.cpu.chunks import bounds, jobs_before
+
+    (d, h), (gd, gh) = part, (part[0] + extra[0], part[1] + extra[1])
+    jobs = blocks * gd * gh
+    n = min(jobs, chunks)
+    got = []
+    for k in range(n):
+        first, last = bounds(k, jobs, n)
+        lo, hi = jobs_before(first, gd, gh, d, h), jobs_before(last, gd, gh, d, h)
+        for j in range(lo, hi):  # part job j -> its grid coordinates, which must lie in the chunk
+            b, od, oh = j // (d * h), j // h % d, j % h
+            assert first <= (b * gd + od) * gh + oh < last
+        got += range(lo, hi)
+    assert got == list(range(blocks * d * h))
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kw",
+    [
+        ((2, 20, 27, 26), (24, 20, 3, 3), dict(stride=2, padding=1)),  # odd rows: phases of 14 and 13
+        ((1, 16, 17, 23), (16, 16, 5, 4), dict(stride=(3, 2), padding=2, dilation=(2, 1))),
+        ((2, 16, 9, 8, 11), (32, 16, 3, 3, 3), dict(stride=2, padding=1)),  # 8 phases in 3-D
+        ((2, 32, 15, 15), (32, 8, 3, 3), dict(stride=2, padding=1, groups=4)),  # pairs of 8-channel groups
+    ],
+)
+def test_stride_phases_in_one_launch_match_one_launch_each(monkeypatch, x_shape, w_shape, kw):
+    """``run_blocked_phases`` (the blocked input gradient's stride phases in one launch) gives
+    the same bits as a ``run_blocked`` per phase, on 1 and 2 threads."""
+    import numba
+
+    d = len(x_shape) - 2
+    rng = np.random.default_rng(7)
+    w = rand(rng, w_shape, np.float32)
+    geom = conv_geometry(
+        d, x_shape, w_shape, kw["stride"], kw["padding"], kw.get("dilation", 1), kw.get("groups", 1), "zeros"
+    )
+    dy = rand(rng, (x_shape[0], w_shape[0], *geom.out_size), np.float32)
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
+    launches = []
+    real = conv_dense.run_blocked_phases
+    monkeypatch.setattr(
+        conv_dense, "run_blocked_phases", lambda *a, **k: (launches.append(len(a[2])), real(*a, **k))[1]
+    )
+    bwd = getattr(fc, f"conv{d}d_backward_input")
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = bwd(dy, w, x_shape, **kw)
+    finally:
+        numba.set_num_threads(threads)
+    together = bwd(dy, w, x_shape, **kw)
+    assert launches and min(launches) > 1  # several phases, one launch
+
+    def each(out, xb, weights, phases, dilation, groups=1, pairs=False):
+        for w_phase, (phase, start) in zip(weights, phases, strict=True):
+            conv_dense.run_blocked(out, xb, w_phase, None, (1, 1, 1), dilation, start, phase, groups, pairs)
+
+    monkeypatch.setattr(conv_dense, "run_blocked_phases", each)
+    apart = bwd(dy, w, x_shape, **kw)
+    np.testing.assert_array_equal(together, apart)
+    np.testing.assert_array_equal(one_thread, apart)
+    np.testing.assert_allclose(apart, ref.conv_backward_input(dy, w, x_shape, **kw), rtol=1e-4, atol=1e-4)

@@ -36,3 +36,18 @@ def bounds(k, jobs, chunks):
     """Jobs first <= job < last of chunk k of ``chunks`` (of ``jobs`` in all)."""
     c = np.int64(k)  # prange's index is unsigned inside the parallel body
     return c * jobs // chunks, (c + 1) * jobs // chunks
+
+
+@njit(inline="always")
+def jobs_before(job, grid_d, grid_h, d, h):
+    """The jobs of a part that come before job ``job`` of a grid of (blocks, od < grid_d,
+    oh < grid_h) jobs, both in that order, the part having only od < d <= grid_d and
+    oh < h <= grid_h: the grid's chunk [first, last) holds the part's jobs
+    [jobs_before(first), jobs_before(last))."""
+    oh = job % grid_h
+    t = job // grid_h
+    od = t % grid_d
+    t //= grid_d  # the blocks index
+    if od < d:
+        return (t * d + od) * h + min(oh, h)
+    return (t + 1) * d * h

@@ -112,7 +112,7 @@ def _forward_source(nb: int, rw: int, pixel_step: int = 0, pairs: bool = False) 
 import numpy as np
 
 from fastconv.backends.cpu.blocked import store_row
-from fastconv.backends.cpu.chunks import bounds
+from fastconv.backends.cpu.chunks import bounds, jobs_before
 {"from fastconv.backends.cpu.simd import vbcast2, vdeinterleave" if pairs else ""}
 
 
@@ -179,6 +179,35 @@ def kernel(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w,
     for k in prange(n_chunks):
         first, last = bounds(k, jobs, n_chunks)
         rows(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, size, start, step, O, OWp, G, first, last)
+
+
+@njit(**_JIT)
+def kernel_phases(out, xb, wflat, wshape, wend, bias, tail, sd, sh, sw, dd, dh, dw, offsets, cells, O, OWp, G, most):
+    # ``kernel`` for each phase p of an adjoint (each a stride-1 convolution), all in one launch: weight
+    # wflat[wend[p]:wend[p + 1]] of shape wshape[p], read from offsets[p], into the cells cells[p] = (size,
+    # start, step) of out (no two phases share a cell, but their rows share cache lines). Chunks of
+    # consecutive jobs of the phases' common grid (image, output blocks, od, oh: the largest phase's rows),
+    # each running, phase after phase, that phase's jobs in its part of the grid: the phases of one region
+    # of out run on one thread, which shares none of its lines with another's at the same time.
+    P = wshape.shape[0]
+    GD, GH = 1, 1
+    for p in range(P):
+        GD, GH = max(GD, cells[p, 0, 0]), max(GH, cells[p, 0, 1])
+    jobs = out.shape[0] * (wshape[0, 0] // G // {nb}) * GD * GH
+    n_chunks = min(jobs, most)
+    for k in prange(n_chunks):
+        first, last = bounds(k, jobs, n_chunks)
+        for p in range(P):  # the chunk's jobs in phase p
+            D, H = cells[p, 0, 0], cells[p, 0, 1]
+            lo, hi = jobs_before(first, GD, GH, D, H), jobs_before(last, GD, GH, D, H)
+            if lo < hi:
+                s = wshape[p]
+                wb = wflat[wend[p] : wend[p + 1]].reshape((s[0], s[1], s[2], s[3], s[4], s[5], s[6]))
+                size = (D, H, cells[p, 0, 2])
+                start = (cells[p, 1, 0], cells[p, 1, 1], cells[p, 1, 2])
+                step = (cells[p, 2, 0], cells[p, 2, 1], cells[p, 2, 2])
+                off_d, off_h, off_w = offsets[p, 0], offsets[p, 1], offsets[p, 2]
+                rows(out, xb, wb, bias, tail, sd, sh, sw, dd, dh, dw, off_d, off_h, off_w, size, start, step, O, OWp, G, lo, hi)
 """
 
 
@@ -322,17 +351,23 @@ one per step)."""
 
 
 @functools.cache
-def _forward_kernel(nb: int, rw: int, pixel_step: int = 0, pairs: bool = False):
-    """The forward microkernel of register block (NB, RW); ``pixel_step`` 0: the step read
-    from the arguments (any width stride), else that constant; ``pairs``: two groups of 8
-    outputs per block (``_forward_source``)."""
+def _forward_module(nb: int, rw: int, pixel_step: int = 0, pairs: bool = False):
+    """The generated module of the forward microkernel of register block (NB, RW):
+    ``kernel`` and ``kernel_phases``; ``pixel_step`` 0: the step read from the arguments (any
+    width stride), else that constant; ``pairs``: two groups of 8 outputs per block
+    (``_forward_source``)."""
     name = (
         "conv_forward"
         + ("_pairs" if pairs else "")
         + f"_nb{nb}_rw{rw}"
         + (f"_xs{pixel_step}" if pixel_step else "")
     )
-    return codegen.load(name, _forward_source(nb, rw, pixel_step, pairs)).kernel
+    return codegen.load(name, _forward_source(nb, rw, pixel_step, pairs))
+
+
+def _forward_kernel(nb: int, rw: int, pixel_step: int = 0, pairs: bool = False):
+    """The forward microkernel of ``_forward_module``."""
+    return _forward_module(nb, rw, pixel_step, pairs).kernel
 
 
 @functools.cache
@@ -379,21 +414,7 @@ def run_blocked(
     cells = blocked.phase_size(out.shape[2:], phase)
     o = w.shape[0] // groups
     nb, rw, ob_padded, owp = _plan(o, cells[2], simd.ISA)
-    if pairs:  # one block of 16 outputs, 8 of each group, always NB = 1
-        if (o, nb, ob_padded) != (LANES, 1, 1):
-            raise ValueError(f"pairs of groups need 8 + 8 outputs in one register block, got {o} ({nb})")
-        wb, tail = pair_weight(w, groups), w.shape[1] - 8 * (xb.shape[1] - 1)  # tail: pairs
-    else:
-        if o != ob_padded * LANES:  # each group's outputs padded to whole register blocks, zero weights
-            padded = np.zeros((groups, ob_padded * LANES, *w.shape[1:]), np.float32)
-            padded[:, :o] = w.reshape(groups, o, *w.shape[1:])
-            w = padded.reshape(-1, *w.shape[1:])
-        if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
-            wb = narrow_weight(w, dilation[2] == 1)
-            tail = wb.shape[5]
-        else:  # the real input channels of the last block
-            wb = blocked.weight_to_blocked(w)
-            tail = w.shape[1] - LANES * (xb.shape[1] - 1)
+    wb, tail = _blocked_weight(w, xb, dilation, o, nb, ob_padded, groups, pairs)
     bias_b = np.zeros((groups, ob_padded * LANES), np.float32)
     if bias is not None:
         bias_b[:, :o] = (
@@ -402,13 +423,83 @@ def run_blocked(
             else bias.reshape(groups, o)
         )
     dense = out if out.flags.c_contiguous else np.ascontiguousarray(out)  # other cells kept
-    pixel_step = stride[2] * xb.shape[5] if stride[2] * xb.shape[5] in _CONSTANT_STEPS else 0
-    kernel = _forward_kernel(nb, rw, pixel_step, pairs)
+    kernel = _forward_kernel(nb, rw, _pixel_step(stride, xb), pairs)
     where = tuple(tuple(int(v) for v in axis) for axis in (cells, *phase))  # int64s: one signature
     most = chunks.most()  # chunks of jobs (``chunks``)
     kernel(dense, xb, wb, bias_b.reshape(-1), tail, *stride, *dilation, *offsets, where, o, owp, groups, most)
     if dense is not out:
         out[...] = dense
+
+
+def run_blocked_phases(out, xb, weights, phases, dilation, groups: int = 1, pairs: bool = False) -> None:
+    """``run_blocked(out, xb, w, None, (1, 1, 1), dilation, offsets, phase, groups, pairs)`` for
+    every w of ``weights`` and (phase, offsets) of ``phases`` (the stride phases of an adjoint:
+    no two share a cell of out), in one parallel launch instead of one per phase
+    (``kernel_phases``). The phases share the register block of the widest, whose padded row
+    ``xb`` covers. One phase runs as ``run_blocked`` (no copy of its weight)."""
+    if len(phases) == 1:
+        (phase, start), (w,) = phases[0], weights
+        run_blocked(out, xb, w, None, (1, 1, 1), dilation, start, phase, groups, pairs)
+        return
+    sizes = [blocked.phase_size(out.shape[2:], phase) for phase, _ in phases]
+    o = weights[0].shape[0] // groups
+    nb, rw, ob_padded, owp = _plan(o, max(size[2] for size in sizes), simd.ISA)
+    blocked_weights = [_blocked_weight(w, xb, dilation, o, nb, ob_padded, groups, pairs) for w in weights]
+    tail = blocked_weights[0][1]  # the input channels of the last block: the same for every phase
+    shapes = np.array([wb.shape for wb, _ in blocked_weights], np.int64)  # (P, 7)
+    ends = np.cumsum([0] + [wb.size for wb, _ in blocked_weights])
+    flat = np.concatenate([wb.reshape(-1) for wb, _ in blocked_weights])
+    cells = np.array([(size, *phase) for size, (phase, _) in zip(sizes, phases, strict=True)], np.int64)
+    reads = np.array([start for _, start in phases], np.int64)  # (P, 3): each phase's read offsets
+    bias_b = np.zeros(groups * ob_padded * LANES, np.float32)
+    unit = (1, 1, 1)  # each phase a stride-1 convolution
+    kernel = _forward_module(nb, rw, _pixel_step(unit, xb), pairs).kernel_phases
+    dense = out if out.flags.c_contiguous else np.ascontiguousarray(out)  # other cells kept
+    kernel(
+        dense,
+        xb,
+        flat,
+        shapes,
+        ends,
+        bias_b,
+        tail,
+        *unit,
+        *dilation,
+        reads,
+        cells,
+        o,
+        owp,
+        groups,
+        chunks.most(),
+    )
+    if dense is not out:
+        out[...] = dense
+
+
+def _pixel_step(stride, xb) -> int:
+    """The forward kernel's constant pixel step for ``stride`` over xb, or 0 (read from its
+    arguments): ``_CONSTANT_STEPS``."""
+    step = stride[2] * xb.shape[5]
+    return step if step in _CONSTANT_STEPS else 0
+
+
+def _blocked_weight(w, xb, dilation, o: int, nb: int, ob_padded: int, groups: int, pairs: bool):
+    """(the forward kernel's weight, the input channels of xb's last block) for w (groups*O,
+    C, KD, KH, KW): each group's outputs padded to ``ob_padded`` blocks with zero weights;
+    narrow (``narrow_weight``) for an input of fewer than 16 lanes; in pairs of groups
+    (``pair_weight``) with ``pairs``."""
+    if pairs:  # one block of 16 outputs, 8 of each group, always NB = 1
+        if (o, nb, ob_padded) != (LANES, 1, 1):
+            raise ValueError(f"pairs of groups need 8 + 8 outputs in one register block, got {o} ({nb})")
+        return pair_weight(w, groups), w.shape[1] - 8 * (xb.shape[1] - 1)  # tail: pairs
+    if o != ob_padded * LANES:  # each group's outputs padded to whole register blocks, zero weights
+        padded = np.zeros((groups, ob_padded * LANES, *w.shape[1:]), np.float32)
+        padded[:, :o] = w.reshape(groups, o, *w.shape[1:])
+        w = padded.reshape(-1, *w.shape[1:])
+    if xb.shape[5] < LANES:  # a narrow input: one block of just its channels, none padded
+        wb = narrow_weight(w, dilation[2] == 1)
+        return wb, wb.shape[5]
+    return blocked.weight_to_blocked(w), w.shape[1] - LANES * (xb.shape[1] - 1)  # the real input channels
 
 
 def pair_weight(w: np.ndarray, groups: int) -> np.ndarray:

@@ -419,10 +419,10 @@ def _adjoint_phases(in_size, stride, dilation, pad_lo, kernel):
 def _backward_input_zeros(
     dx, dy, w, stride, dilation, pad_lo, flat: bool, groups: int = 1, pairs: bool = False
 ) -> None:
-    """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, one stride phase at a time,
-    each a stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the
-    phase's taps of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat``
-    (dy flattened once), else the channel-blocked ones (dy converted once). With ``groups``
+    """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, by stride phases, each a
+    stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the phase's taps
+    of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat`` (dy flattened
+    once), else the channel-blocked ones (dy converted once, every phase in one launch). With ``groups``
     (w (O, C/groups, ...), dx C-contiguous) every group in one call: the groups of an image
     are images of their own; with ``pairs`` (C = 8 per group, an even number of groups) two
     groups per image, their channels in pairs (``blocked.to_blocked_pairs``)."""
@@ -444,10 +444,9 @@ def _backward_input_zeros(
         dyb = blocked.to_blocked_pairs(layout.contiguous(dy), maps, w.shape[0] // groups)
     else:
         dyb = blocked.to_blocked(layout.contiguous(dy), maps)
-    for (cells, _, start, dil), w_phase in zip(phases, weights, strict=True):
-        conv_dense.run_blocked(
-            dx, dyb, w_phase, None, (1, 1, 1), dil, start, cells, groups=images, pairs=pairs
-        )
+    unit_dilation = phases[0][3]  # every phase's: an axis's does not depend on the phase
+    reads = [(cells, start) for cells, _, start, _ in phases]
+    conv_dense.run_blocked_phases(dx, dyb, weights, reads, unit_dilation, groups=images, pairs=pairs)
 
 
 @functools.lru_cache(maxsize=256)
