@@ -22,7 +22,8 @@
   folds the width phases of strided RGB stems.
 
 Backward-input is the forward kernel on grad_output with the kernel flipped (the adjoint),
-one stride phase at a time, each a stride-1 convolution with a subset of taps. All orders
+by stride phases, each a stride-1 convolution with a subset of taps (on the blocked kernels
+every phase in one launch, ``conv_dense.run_blocked_phases``). All orders
 are fixed: results are bitwise identical for any thread count.
 """
 
@@ -422,10 +423,10 @@ def _backward_input_zeros(
     """dx (N, C, D, H, W) <- the adjoint of a zero-padded conv, by stride phases, each a
     stride-1 convolution of dy padded by ``lo`` (enough for every phase) with the phase's taps
     of the adjoint weight, flipped: on the pixel-vectorised kernels if ``flat`` (dy flattened
-    once), else the channel-blocked ones (dy converted once, every phase in one launch). With ``groups``
-    (w (O, C/groups, ...), dx C-contiguous) every group in one call: the groups of an image
-    are images of their own; with ``pairs`` (C = 8 per group, an even number of groups) two
-    groups per image, their channels in pairs (``blocked.to_blocked_pairs``)."""
+    once), else the channel-blocked ones (dy converted once, every phase in one launch). With
+    ``groups`` (w (O, C/groups, ...), dx C-contiguous) every group in one call: the groups of
+    an image are images of their own; with ``pairs`` (C = 8 per group, an even number of
+    groups) two groups per image, their channels in pairs (``blocked.to_blocked_pairs``)."""
     dead, phases, flipped, lo = _adjoint_phases(dx.shape[2:], stride, dilation, pad_lo, w.shape[2:])
     for cells in dead:  # no tap reaches these cells
         blocked.phase_view(dx, cells)[...] = 0
