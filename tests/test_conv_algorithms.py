@@ -594,3 +594,29 @@ def test_stride_phases_in_one_launch_match_one_launch_each(monkeypatch, x_shape,
     np.testing.assert_array_equal(together, apart)
     np.testing.assert_array_equal(one_thread, apart)
     np.testing.assert_allclose(apart, ref.conv_backward_input(dy, w, x_shape, **kw), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding, isa_name, flat",
+    [
+        ((16, 7, 32, 32), (13, 7, 5, 5), 2, "avx512", True),  # few_7_13: 0.59 against 0.85 ms
+        ((8, 3, 12, 12), (16, 3, 3, 3), 1, "avx512", True),  # 3x3: reach 2 of 12 outputs a row
+        ((64, 6, 14, 14), (16, 6, 5, 5), 0, "avx512", False),  # LeNet's 6 -> 16: 10 outputs a row
+        ((8, 8, 24, 24), (13, 8, 5, 5), 2, "avx512", False),  # 8 inputs
+        ((16, 7, 32, 32), (17, 7, 5, 5), 2, "avx512", False),  # two blocks of outputs
+        ((16, 7, 32, 32), (13, 7, 5, 5), 2, "avx2", False),  # two registers per vector there
+    ],
+)
+def test_weight_gradients_of_few_inputs_on_long_rows_run_flat(
+    monkeypatch, x_shape, w_shape, padding, isa_name, flat
+):
+    """13-16 outputs: the weight gradient runs on the flat kernels from fewer than 8 inputs on
+    rows at least five times the kernel's reach (``conv_flat._few_inputs_on_long_rows``), and
+    is right either way."""
+    monkeypatch.setattr(simd, "ISA", isa_name)
+    geom = conv_geometry(2, x_shape, w_shape, 1, padding, 1, 1, "zeros").lift3()
+    assert conv_flat.applies("backward_weight", geom, w_shape[0], x_shape[1]) is flat
+    rng = np.random.default_rng(11)
+    x, dy = ints(rng, x_shape), ints(rng, (x_shape[0], w_shape[0], *geom.out_size[1:]))
+    got = fc.conv2d_backward_weight(dy, x, w_shape, padding=padding)
+    np.testing.assert_array_equal(got, ref.conv_backward_weight(dy, x, w_shape, padding=padding))

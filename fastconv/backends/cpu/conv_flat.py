@@ -72,8 +72,8 @@ the flattening alone took 4x its usual time (0.47 against 0.06-0.12 ms; as fast 
 on one thread, and whatever OMP_WAIT_POLICY says); with 2048, 0.17-0.36 ms in all 16."""
 # most output channels (of the pass) for which these kernels beat the channel-blocked ones,
 # measured on LeNet's layers: 16 outputs can still win a forward pass (where the blocked
-# kernels' register blocks fit its rows badly: the cost model of ``applies`` decides), not
-# in backward-weight
+# kernels' register blocks fit its rows badly: the cost model of ``applies`` decides), and
+# a weight gradient of few inputs on long rows (``_few_inputs_on_long_rows``)
 _MAX_OUT_CHANNELS = {"forward": 16, "backward_input": 16, "backward_weight": 12}
 
 
@@ -96,12 +96,29 @@ def applies(
         return False
     if any_channels:
         return True
-    if out_channels > _MAX_OUT_CHANNELS[op]:
+    if out_channels > _MAX_OUT_CHANNELS[op] and not (
+        op == "backward_weight" and _few_inputs_on_long_rows(geom, out_channels, in_channels)
+    ):
         return False
     whole = out_channels % LANES == 0
     if whole and in_channels % LANES == 0 and (op == "backward_input" or simd.ISA == "avx2"):
         return False
     return not (op == "forward" and whole and _blocked_cheaper(geom, out_channels, in_channels))
+
+
+def _few_inputs_on_long_rows(geom: ConvGeometry, out_channels: int, in_channels: int) -> bool:
+    """Whether a weight gradient of one block of outputs (13-16) runs here on AVX-512: from
+    fewer than 8 input channels, on rows whose kernel reach is at most a fifth of the output
+    width (these kernels compute every cell of the padded rows). The blocked tile has one
+    vector of dy per pixel and at most those few lanes of x, under one FMA per load there.
+    Alternating calls on the 2-core Xeon, flat/blocked: 0.56-0.91 on 15 such shapes (1 to 7
+    inputs; 3x3 on 12 to 112 outputs a row, 5x5 on 24 to 32, 7x7 on 64), 1.10-1.31 on the
+    three 5x5 shapes of 10 to 16 outputs a row (LeNet's 6 -> 16 on 14x14: 1.31), 1.03 at 8
+    inputs and 0.97-1.65 at 16 to 64."""
+    reach = (geom.kernel[2] - 1) * geom.dilation[2]
+    return (
+        simd.ISA == "avx512" and out_channels <= LANES and in_channels < 8 and reach <= 0.2 * geom.out_size[2]
+    )
 
 
 _NARROW = 1.2
