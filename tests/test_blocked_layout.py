@@ -273,3 +273,23 @@ def test_flat_tap_ranges_keep_every_tap_that_reads_data(grid, data):
             assert lo[t] <= k < hi[t] or not reads_data
             skipped += not lo[t] <= k < hi[t]
     assert skipped  # the box leaves taps to skip: the test sees the ranges do something
+
+
+@pytest.mark.parametrize("groups, out_blocks", [(1, 2), (3, 3)])
+def test_adjoint_weights_in_one_pass(groups, out_blocks):
+    """``adjoint_weights``: each phase's blocked adjoint weight, as ``adjoint_taps``, padding
+    each group's outputs to ``out_blocks`` blocks and ``weight_to_blocked`` give it."""
+    o, c = 20, 21  # per group: 2 input blocks of the adjoint (a tail of 4), 2 output blocks (a tail of 5)
+    w = np.random.default_rng(8).standard_normal((groups * o, c, 2, 3, 4)).astype(np.float32)
+    taps = [
+        (range(1, -1, -1), range(2, -1, -2), range(3, 0, -2)),
+        (range(0, 1), range(1, 2), range(2, -1, -1)),
+    ]
+    flat, shapes, ends = blocked.adjoint_weights(w, taps, groups, out_blocks)
+    for p, phase_taps in enumerate(taps):
+        adjoint = blocked.adjoint_taps(w, phase_taps, groups)  # (groups*c, o, ...)
+        padded = np.zeros((groups, out_blocks * LANES, *adjoint.shape[1:]), np.float32)
+        padded[:, :c] = adjoint.reshape(groups, c, *adjoint.shape[1:])
+        want = blocked.weight_to_blocked(padded.reshape(-1, *adjoint.shape[1:]))
+        assert tuple(shapes[p]) == want.shape
+        np.testing.assert_array_equal(flat[ends[p] : ends[p + 1]].reshape(want.shape), want)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import fastconv as fc
 from fastconv import config
+from fastconv.backends.cpu import blocked, conv_dense, conv_flat, conv_simd, simd
 from fastconv.backends.cpu import conv as cpu_conv
-from fastconv.backends.cpu import conv_dense, conv_flat, conv_simd, simd
 from fastconv.shapes import conv_geometry
 from tests import reference as ref
 from tests.conftest import conv_configs, ints, rand
@@ -482,7 +482,7 @@ def test_pairs_of_8_input_groups_backward_input_is_exact(isa, monkeypatch, cfg, 
     monkeypatch.setattr(
         conv_dense,
         "run_blocked_phases",
-        lambda *a, **k: (calls.append((k["pairs"], len(a[2]))), real(*a, **k))[1],
+        lambda *a, **k: (calls.append((k["pairs"], len(a[3]))), real(*a, **k))[1],
     )
     rng = np.random.default_rng(seed)
     w, dy = ints(rng, w_shape), ints(rng, (x_shape[0], groups * opg, *geom.out_size))
@@ -573,7 +573,7 @@ def test_stride_phases_in_one_launch_match_one_launch_each(monkeypatch, x_shape,
     launches = []
     real = conv_dense.run_blocked_phases
     monkeypatch.setattr(
-        conv_dense, "run_blocked_phases", lambda *a, **k: (launches.append(len(a[2])), real(*a, **k))[1]
+        conv_dense, "run_blocked_phases", lambda *a, **k: (launches.append(len(a[3])), real(*a, **k))[1]
     )
     bwd = getattr(fc, f"conv{d}d_backward_input")
     threads = numba.get_num_threads()
@@ -585,9 +585,10 @@ def test_stride_phases_in_one_launch_match_one_launch_each(monkeypatch, x_shape,
     together = bwd(dy, w, x_shape, **kw)
     assert launches and min(launches) > 1  # several phases, one launch
 
-    def each(out, xb, weights, phases, dilation, groups=1, pairs=False):
-        for w_phase, (phase, start) in zip(weights, phases, strict=True):
-            conv_dense.run_blocked(out, xb, w_phase, None, (1, 1, 1), dilation, start, phase, groups, pairs)
+    def each(out, xb, w, taps, phases, dilation, groups=1, pairs=False):
+        for phase_taps, (phase, start) in zip(taps, phases, strict=True):
+            adjoint = blocked.adjoint_taps(w, phase_taps, 2 * groups if pairs else groups)
+            conv_dense.run_blocked(out, xb, adjoint, None, (1, 1, 1), dilation, start, phase, groups, pairs)
 
     monkeypatch.setattr(conv_dense, "run_blocked_phases", each)
     apart = bwd(dy, w, x_shape, **kw)

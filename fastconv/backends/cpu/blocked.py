@@ -304,6 +304,50 @@ def adjoint_taps(w: np.ndarray, taps, groups: int = 1) -> np.ndarray:
     return out
 
 
+@njit(**_JIT)
+def _adjoint_blocked_kernel(out, w, cells, cell_end, out_end, groups, obp):
+    # w (G*O, C, T); phase p's part of out, out[out_end[p]:out_end[p + 1]], is (G*obp, Cb, M, 16 c, 16 o),
+    # M = cell_end[p + 1] - cell_end[p], with [g*obp + ob, cb, m, c, o] = w[g*O + cb*16 + c, ob*16 + o,
+    # cells[cell_end[p] + m]], zero past O or C: the blocked weight of the adjoint (C outputs per group,
+    # padded to obp blocks; O inputs) at phase p's taps. One job per (phase, output block, input block),
+    # M*256 consecutive floats; flat unsigned indices
+    GO, C, T = w.shape
+    O = GO // groups
+    Cb = -(-O // LANES)
+    per_phase = groups * obp * Cb
+    of, wf = out.reshape(-1), w.reshape(-1)
+    for job in prange((cell_end.shape[0] - 1) * per_phase):
+        p, r = job // per_phase, job % per_phase
+        g, ob, cb = r // Cb // obp, r // Cb % obp, r % Cb
+        first, taps = cell_end[p], cell_end[p + 1] - cell_end[p]
+        base = out_end[p] + r * taps * LANES * LANES
+        for m in range(taps):
+            cell = cells[first + m]
+            for c in range(LANES):
+                ci = cb * LANES + c  # an input of the adjoint: an output of the forward
+                for o in range(LANES):
+                    oi = ob * LANES + o  # an output of the adjoint: an input of the forward
+                    v = wf[U64(((g * O + ci) * C + oi) * T + cell)] if ci < O and oi < C else 0
+                    of[U64(base + (m * LANES + c) * LANES + o)] = v
+
+
+def adjoint_weights(w: np.ndarray, taps, groups: int, out_blocks: int):
+    """w (groups*O, C, KD, KH, KW) -> the blocked weights of its adjoint (C outputs per group,
+    padded to ``out_blocks`` blocks; O inputs) at each phase's taps of ``taps`` (per phase, one
+    range per axis, as ``adjoint_taps``), in one pass: (flat, shapes, ends), phase p's weight
+    (groups*out_blocks, ceil(O/16), taps..., 16 c, 16 o) being flat[ends[p]:ends[p + 1]] of
+    shape shapes[p]. The same weights as ``adjoint_taps``, padded and ``weight_to_blocked``."""
+    o = w.shape[0] // groups
+    cells = [_tap_cells(w.shape[3:], tuple(t)) for t in taps]
+    shapes = np.array([(groups * out_blocks, blocks(o), *map(len, t), LANES, LANES) for t in taps], np.int64)
+    ends = np.cumsum([0] + [math.prod(shape) for shape in shapes])
+    out = np.empty(ends[-1], np.float32)
+    cell_end = np.cumsum([0] + [len(c) for c in cells])
+    flat_w = layout.contiguous(w).reshape(w.shape[0], w.shape[1], -1)
+    _adjoint_blocked_kernel(out, flat_w, np.concatenate(cells), cell_end, ends, groups, out_blocks)
+    return out, shapes, ends
+
+
 @functools.lru_cache(maxsize=256)
 def _tap_cells(kernel_hw, taps) -> np.ndarray:
     """Flat cell of each tap of ``taps`` (ranges per axis) in a (KD, KH, KW) kernel; cached

@@ -431,24 +431,38 @@ def run_blocked(
         out[...] = dense
 
 
-def run_blocked_phases(out, xb, weights, phases, dilation, groups: int = 1, pairs: bool = False) -> None:
-    """``run_blocked(out, xb, w, None, (1, 1, 1), dilation, offsets, phase, groups, pairs)`` for
-    every w of ``weights`` and (phase, offsets) of ``phases`` (the stride phases of an adjoint:
-    no two share a cell of out), in one parallel launch instead of one per phase
-    (``kernel_phases``). The phases share the register block of the widest, whose padded row
-    ``xb`` covers. One phase runs as ``run_blocked`` (no copy of its weight)."""
+def run_blocked_phases(out, xb, w, taps, phases, dilation, groups: int = 1, pairs: bool = False) -> None:
+    """The stride phases of an adjoint in one parallel launch (``kernel_phases``): for each
+    tap ranges of ``taps`` and (phase, offsets) of ``phases`` (no two phases share a cell of
+    out), ``run_blocked(out, xb, blocked.adjoint_taps(w, taps[p], groups), None, (1, 1, 1),
+    dilation, offsets, phase, groups, pairs)``, w being the forward's weight (G*O, C, ...)
+    of G = ``groups`` groups (with ``pairs`` 2 * groups: two per image). The phases share the
+    register block of the widest, whose padded row ``xb`` covers, and their weights come from
+    ``blocked.adjoint_weights`` in one pass (pairs: per phase). One phase runs as
+    ``run_blocked``."""
+    weight_groups = 2 * groups if pairs else groups
     if len(phases) == 1:
-        (phase, start), (w,) = phases[0], weights
-        run_blocked(out, xb, w, None, (1, 1, 1), dilation, start, phase, groups, pairs)
+        (phase, start), (phase_taps,) = phases[0], taps
+        adjoint = blocked.adjoint_taps(w, phase_taps, weight_groups)
+        run_blocked(out, xb, adjoint, None, (1, 1, 1), dilation, start, phase, groups, pairs)
         return
     sizes = [blocked.phase_size(out.shape[2:], phase) for phase, _ in phases]
-    o = weights[0].shape[0] // groups
+    o = w.shape[1] * weight_groups // groups  # the adjoint's outputs per image
     nb, rw, ob_padded, owp = _plan(o, max(size[2] for size in sizes), simd.ISA)
-    blocked_weights = [_blocked_weight(w, xb, dilation, o, nb, ob_padded, groups, pairs) for w in weights]
-    tail = blocked_weights[0][1]  # the input channels of the last block: the same for every phase
-    shapes = np.array([wb.shape for wb, _ in blocked_weights], np.int64)  # (P, 7)
-    ends = np.cumsum([0] + [wb.size for wb, _ in blocked_weights])
-    flat = np.concatenate([wb.reshape(-1) for wb, _ in blocked_weights])
+    if pairs or xb.shape[5] < LANES:
+        per_phase = [
+            _blocked_weight(
+                blocked.adjoint_taps(w, t, weight_groups), xb, dilation, o, nb, ob_padded, groups, pairs
+            )
+            for t in taps
+        ]
+        shapes = np.array([wb.shape for wb, _ in per_phase], np.int64)  # (P, 7)
+        ends = np.cumsum([0] + [wb.size for wb, _ in per_phase])
+        flat = np.concatenate([wb.reshape(-1) for wb, _ in per_phase])
+        tail = per_phase[0][1]  # the input channels of the last block: the same for every phase
+    else:
+        flat, shapes, ends = blocked.adjoint_weights(w, taps, groups, ob_padded)
+        tail = w.shape[0] // groups - LANES * (xb.shape[1] - 1)
     cells = np.array([(size, *phase) for size, (phase, _) in zip(sizes, phases, strict=True)], np.int64)
     reads = np.array([start for _, start in phases], np.int64)  # (P, 3): each phase's read offsets
     bias_b = np.zeros(groups * ob_padded * LANES, np.float32)

@@ -432,8 +432,8 @@ def _backward_input_zeros(
         blocked.phase_view(dx, cells)[...] = 0
     if not phases:
         return
-    weights = [blocked.adjoint_taps(w, taps, groups) for taps in flipped]  # (C, O/groups, ...)
     if flat:
+        weights = [blocked.adjoint_taps(w, taps, groups) for taps in flipped]  # (C, O/groups, ...)
         conv_flat.backward_phases(dx, dy, weights, phases, lo, groups)
         return
     images = groups // 2 if pairs else groups  # each image one group, or two
@@ -447,7 +447,7 @@ def _backward_input_zeros(
         dyb = blocked.to_blocked(layout.contiguous(dy), maps)
     unit_dilation = phases[0][3]  # every phase's: an axis's does not depend on the phase
     reads = [(cells, start) for cells, _, start, _ in phases]
-    conv_dense.run_blocked_phases(dx, dyb, weights, reads, unit_dilation, groups=images, pairs=pairs)
+    conv_dense.run_blocked_phases(dx, dyb, w, flipped, reads, unit_dilation, groups=images, pairs=pairs)
 
 
 @functools.lru_cache(maxsize=256)
