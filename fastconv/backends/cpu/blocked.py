@@ -45,6 +45,16 @@ def scratch(slot: str, shape) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
+@njit(inline="always")
+def _row_of(job, Cb, Dp, Hp):
+    """(image, channel block, depth, row) of blocked row ``job`` of (N, Cb, Dp, Hp, ...)."""
+    ih = job % Hp
+    t = job // Hp
+    i_d = t % Dp
+    t //= Dp
+    return t // Cb, t % Cb, i_d, ih
+
+
 @njit(**_JIT)
 def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h, map_w, plain):
     # out (N, Cb, Dp, Hp, Wp, L): blocked channel ch = cb*L + lane reads x (N, C, D, H, W) channel src_c[ch] at
@@ -57,12 +67,7 @@ def _to_blocked_kernel(out, x, src_c, off_h, off_w, step_h, step_w, map_d, map_h
     of, xf = out.reshape(-1), x.reshape(-1)
     a, b = layout.run_of(map_w[::step_w][:Wp])  # the cells a <= iw < b read consecutively
     for job in prange(N * Cb * Dp * Hp):
-        ih = job % Hp
-        t = job // Hp
-        i_d = t % Dp
-        t //= Dp
-        cb = t % Cb
-        n = t // Cb
+        n, cb, i_d, ih = _row_of(job, Cb, Dp, Hp)
         src_d = map_d[i_d]
         dst = job * Wp * L  # the blocked row (n, cb, i_d, ih): Wp pixels x L lanes
         real = min(L, channels - cb * L)  # the block's channels; lanes past them are zero
@@ -119,12 +124,7 @@ def _to_pairs_kernel(out, x, cpg, map_d, map_h, map_w):
     of, xf, plane = out.reshape(-1), x.reshape(-1), D * H * W
     a, b = layout.run_of(map_w[:Wp])
     for job in prange(M * Cb * Dp * Hp):
-        ih = job % Hp
-        t = job // Hp
-        i_d = t % Dp
-        t //= Dp
-        cb = t % Cb
-        m = t // Cb
+        m, cb, i_d, ih = _row_of(job, Cb, Dp, Hp)
         dst = job * Wp * L
         src_d, src_h = map_d[i_d], map_h[ih]
         if src_d < 0 or src_h < 0:
