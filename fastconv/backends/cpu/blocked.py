@@ -337,15 +337,23 @@ def adjoint_weights(w: np.ndarray, taps, groups: int, out_blocks: int):
     range per axis, as ``adjoint_taps``), in one pass: (flat, shapes, ends), phase p's weight
     (groups*out_blocks, ceil(O/16), taps..., 16 c, 16 o) being flat[ends[p]:ends[p + 1]] of
     shape shapes[p]. The same weights as ``adjoint_taps``, padded and ``weight_to_blocked``."""
-    o = w.shape[0] // groups
-    cells = [_tap_cells(w.shape[3:], tuple(t)) for t in taps]
-    shapes = np.array([(groups * out_blocks, blocks(o), *map(len, t), LANES, LANES) for t in taps], np.int64)
-    ends = np.cumsum([0] + [math.prod(shape) for shape in shapes])
+    cells, cell_end, shapes, ends = _adjoint_plan(w.shape, tuple(taps), groups, out_blocks)
     out = np.empty(ends[-1], np.float32)
-    cell_end = np.cumsum([0] + [len(c) for c in cells])
     flat_w = layout.contiguous(w).reshape(w.shape[0], w.shape[1], -1)
-    _adjoint_blocked_kernel(out, flat_w, np.concatenate(cells), cell_end, ends, groups, out_blocks)
+    _adjoint_blocked_kernel(out, flat_w, cells, cell_end, ends, groups, out_blocks)
     return out, shapes, ends
+
+
+@functools.lru_cache(maxsize=256)
+def _adjoint_plan(shape, taps, groups: int, out_blocks: int):
+    """(every phase's flat tap cells, concatenated; where each phase's start, (P + 1,); the
+    phases' weight shapes (P, 7); where each phase's weight starts in the flat array,
+    (P + 1,)) of ``adjoint_weights``: shapes only, cached (callers only read)."""
+    cells = [_tap_cells(shape[3:], tuple(t)) for t in taps]
+    o = shape[0] // groups
+    shapes = np.array([(groups * out_blocks, blocks(o), *map(len, t), LANES, LANES) for t in taps], np.int64)
+    ends = np.cumsum([0] + [math.prod(s) for s in shapes])
+    return np.concatenate(cells), np.cumsum([0] + [len(c) for c in cells]), shapes, ends
 
 
 @functools.lru_cache(maxsize=256)

@@ -446,9 +446,8 @@ def run_blocked_phases(out, xb, w, taps, phases, dilation, groups: int = 1, pair
         adjoint = blocked.adjoint_taps(w, phase_taps, weight_groups)
         run_blocked(out, xb, adjoint, None, (1, 1, 1), dilation, start, phase, groups, pairs)
         return
-    sizes = [blocked.phase_size(out.shape[2:], phase) for phase, _ in phases]
     o = w.shape[1] * weight_groups // groups  # the adjoint's outputs per image
-    nb, rw, ob_padded, owp = _plan(o, max(size[2] for size in sizes), simd.ISA)
+    (nb, rw, ob_padded, owp), cells, reads = _phases_plan(out.shape[2:], tuple(phases), o, simd.ISA)
     if pairs or xb.shape[5] < LANES:
         per_phase = [
             _blocked_weight(
@@ -463,8 +462,6 @@ def run_blocked_phases(out, xb, w, taps, phases, dilation, groups: int = 1, pair
     else:
         flat, shapes, ends = blocked.adjoint_weights(w, taps, groups, ob_padded)
         tail = w.shape[0] // groups - LANES * (xb.shape[1] - 1)
-    cells = np.array([(size, *phase) for size, (phase, _) in zip(sizes, phases, strict=True)], np.int64)
-    reads = np.array([start for _, start in phases], np.int64)  # (P, 3): each phase's read offsets
     bias_b = np.zeros(groups * ob_padded * LANES, np.float32)
     unit = (1, 1, 1)  # each phase a stride-1 convolution
     kernel = _forward_module(nb, rw, _pixel_step(unit, xb), pairs).kernel_phases
@@ -488,6 +485,17 @@ def run_blocked_phases(out, xb, w, taps, phases, dilation, groups: int = 1, pair
     )
     if dense is not out:
         out[...] = dense
+
+
+@functools.lru_cache(maxsize=256)
+def _phases_plan(size, phases, out_channels: int, isa: str):
+    """(``_plan`` of the widest phase, cells (P, 3, 3): each phase's (size, start, step), reads
+    (P, 3): its read offsets) of ``run_blocked_phases`` on out of spatial ``size``: shapes only,
+    cached (callers only read)."""
+    sizes = [blocked.phase_size(size, phase) for phase, _ in phases]
+    plan = _plan(out_channels, max(n[2] for n in sizes), isa)
+    cells = np.array([(n, *phase) for n, (phase, _) in zip(sizes, phases, strict=True)], np.int64)
+    return plan, cells, np.array([start for _, start in phases], np.int64)
 
 
 def _pixel_step(stride, xb) -> int:

@@ -446,7 +446,7 @@ def _backward_input_zeros(
     else:
         dyb = blocked.to_blocked(layout.contiguous(dy), maps)
     unit_dilation = phases[0][3]  # every phase's: an axis's does not depend on the phase
-    reads = [(cells, start) for cells, _, start, _ in phases]
+    reads = tuple((cells, start) for cells, _, start, _ in phases)
     conv_dense.run_blocked_phases(dx, dyb, w, flipped, reads, unit_dilation, groups=images, pairs=pairs)
 
 
